@@ -1,0 +1,153 @@
+"""One typed settings object, read from the environment and an optional ``.env`` file.
+
+Every variable is documented in docs/configuration.md and .env.example. A bad value raises
+:class:`SettingsError` whose message is one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from config.domain import DEFAULT_TIMEFRAMES, Timeframe
+from config.errors import SettingsError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseModel):
+    """Runtime settings. Field aliases are the environment variable names."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    data_dir: Path = Field(PROJECT_ROOT / "var", alias="TCP_DATA_DIR")
+    database_url: str = Field("", alias="DATABASE_URL")
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+    redis_prefix: str = Field("", alias="REDIS_PREFIX")
+
+    okx_ws_public_url: str = Field("wss://ws.okx.com:8443/ws/v5/public", alias="OKX_WS_URL")
+    okx_ws_business_url: str = Field("wss://ws.okx.com:8443/ws/v5/business", alias="OKX_WS_BUSINESS_URL")
+    okx_rest_url: str = Field("https://www.okx.com", alias="OKX_REST_URL")
+    market_source: Literal["auto", "live", "replay"] = Field("auto", alias="MARKET_SOURCE")
+    symbols: tuple[str, ...] = Field(("BTC-USDT", "ETH-USDT"), alias="SYMBOLS")
+    timeframes: tuple[Timeframe, ...] = Field(DEFAULT_TIMEFRAMES, alias="TIMEFRAMES")
+    replay_speed: float = Field(60.0, ge=0, alias="REPLAY_SPEED")
+    replay_port: int = Field(8765, ge=0, le=65535, alias="REPLAY_PORT")
+    store_raw_trades: bool = Field(True, alias="STORE_RAW_TRADES")
+    trade_retention_days: int = Field(7, ge=1, le=3650, alias="TRADE_RETENTION_DAYS")
+
+    dashboard_host: str = Field("127.0.0.1", alias="DASHBOARD_HOST")
+    dashboard_port: int = Field(8050, ge=1, le=65535, alias="DASHBOARD_PORT")
+    dashboard_username: str | None = Field(None, alias="DASHBOARD_USERNAME")
+    dashboard_password: SecretStr | None = Field(None, alias="DASHBOARD_PASSWORD")
+
+    bots_dir: Path = Field(PROJECT_ROOT / "config" / "bots", alias="BOTS_DIR")
+    strategies_dir: Path | None = Field(None, alias="STRATEGIES_DIR")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field("INFO", alias="LOG_LEVEL")
+    log_dir: Path | None = Field(None, alias="LOG_DIR")
+    metrics_port: int | None = Field(None, ge=0, le=65535, alias="METRICS_PORT")
+
+    alert_webhook_url: str | None = Field(None, alias="ALERT_WEBHOOK_URL")
+    telegram_bot_token: SecretStr | None = Field(None, alias="TELEGRAM_BOT_TOKEN")
+    telegram_chat_id: str | None = Field(None, alias="TELEGRAM_CHAT_ID")
+    telegram_api_url: str = Field("https://api.telegram.org", alias="TELEGRAM_API_URL")
+    secret_key: SecretStr | None = Field(None, alias="TCP_SECRET_KEY")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("symbols", "timeframes", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            items = tuple(part.strip() for part in value.split(",") if part.strip())
+            if not items:
+                raise ValueError("expected a comma-separated list with at least one item")
+            return items
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql", "sqlite")):
+            raise ValueError(f"expected a postgresql://… or sqlite:///… URL, got {value!r}")
+        return value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _check_redis_url(cls, value: object) -> object:
+        if value in ("", None):
+            return None
+        if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"expected a redis://host:port/db URL, got {value!r}")
+        return value
+
+    @field_validator("okx_ws_public_url", "okx_ws_business_url")
+    @classmethod
+    def _check_ws_url(cls, value: str) -> str:
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError(f"expected a ws:// or wss:// URL, got {value!r}")
+        return value
+
+    @field_validator("okx_rest_url", "telegram_api_url")
+    @classmethod
+    def _check_http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+    @property
+    def effective_database_url(self) -> str:
+        """``DATABASE_URL`` or, when unset, the embedded SQLite file under the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'tcp_dashboard.db'}"
+
+    @property
+    def uses_redis(self) -> bool:
+        return self.redis_url is not None
+
+    @property
+    def is_loopback_dashboard(self) -> bool:
+        return self.dashboard_host in ("127.0.0.1", "localhost", "::1")
+
+
+_ENV_NAMES = {name: (field.alias or name) for name, field in Settings.model_fields.items()}
+
+
+def load_settings(env: dict[str, str] | None = None, env_file: Path | None = None) -> Settings:
+    """Build :class:`Settings` from ``env`` (default: ``.env`` overlaid by the process environment).
+
+    Raises :class:`SettingsError` naming the first bad variable.
+    """
+    if env is None:
+        file = env_file if env_file is not None else Path.cwd() / ".env"
+        values: dict[str, str] = {}
+        if file.is_file():
+            values.update({k: v for k, v in dotenv_values(file).items() if v is not None})
+        values.update(os.environ)
+        env = values
+    known = set(_ENV_NAMES.values())
+    raw = {key: value for key, value in env.items() if key in known}
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field_name = str(first["loc"][0]) if first["loc"] else "?"
+        variable = _ENV_NAMES.get(field_name, field_name)
+        received = raw.get(variable, "<unset>")
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"{message} (received {received!r})", source=variable) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once."""
+    return load_settings()

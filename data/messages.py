@@ -1,0 +1,57 @@
+"""JSON codecs for what travels on the bus (orjson on the hot path)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from config.domain import Candle, SignalEvent, SignalType, Timeframe
+
+
+def dumps(message: dict[str, Any]) -> bytes:
+    return orjson.dumps(message)
+
+
+def loads(raw: bytes | str) -> dict[str, Any]:
+    value = orjson.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError(f"bus message must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def candle_to_message(c: Candle) -> dict[str, Any]:
+    return {
+        "exchange": c.exchange, "symbol": c.symbol, "timeframe": c.timeframe.value,
+        "open_time_ms": c.open_time_ms, "open": c.open, "high": c.high, "low": c.low, "close": c.close,
+        "volume": c.volume, "quote_volume": c.quote_volume, "buy_volume": c.buy_volume,
+        "trade_count": c.trade_count, "closed": c.closed,
+    }
+
+
+def candle_from_message(m: dict[str, Any]) -> Candle:
+    return Candle(
+        exchange=m["exchange"], symbol=m["symbol"], timeframe=Timeframe(m["timeframe"]),
+        open_time_ms=int(m["open_time_ms"]), open=float(m["open"]), high=float(m["high"]),
+        low=float(m["low"]), close=float(m["close"]), volume=float(m["volume"]),
+        quote_volume=float(m.get("quote_volume", 0.0)), buy_volume=float(m.get("buy_volume", 0.0)),
+        trade_count=int(m.get("trade_count", 0)), closed=bool(m.get("closed", True)),
+    )
+
+
+def signal_to_message(s: SignalEvent) -> dict[str, Any]:
+    return {
+        "source": s.source, "strategy": s.strategy, "exchange": s.exchange, "symbol": s.symbol,
+        "timeframe": s.timeframe.value, "candle_time_ms": s.candle_time_ms,
+        "signal_type": s.signal_type.value, "strength": s.strength, "reason": s.reason,
+        "price": s.price, "params": s.params,
+    }
+
+
+def signal_from_message(m: dict[str, Any]) -> SignalEvent:
+    return SignalEvent(
+        source=m["source"], strategy=m["strategy"], exchange=m["exchange"], symbol=m["symbol"],
+        timeframe=Timeframe(m["timeframe"]), candle_time_ms=int(m["candle_time_ms"]),
+        signal_type=SignalType(m["signal_type"]), strength=float(m["strength"]), reason=m["reason"],
+        price=m.get("price"), params=dict(m.get("params") or {}),
+    )

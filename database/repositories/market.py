@@ -1,0 +1,253 @@
+"""Market data: idempotent upserts of trades and candles, range reads, retention.
+
+PostgreSQL writes go through ``COPY`` into a temporary table followed by one
+``INSERT … ON CONFLICT`` (the fastest idempotent path psycopg2 offers); SQLite uses
+``INSERT … ON CONFLICT`` with ``executemany``. Candles: last write wins. Trades: first write wins
+(a trade never changes).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from config.domain import Candle, Side, Timeframe, Trade, datetime_to_ms, ms_to_datetime
+from database.models import CandleRow, Instrument, TradeRow
+
+CANDLE_COLUMNS = (
+    "exchange", "symbol", "timeframe", "open_time", "open", "high", "low", "close",
+    "volume", "quote_volume", "buy_volume", "trade_count",
+)
+_CANDLE_UPDATE = CANDLE_COLUMNS[4:]
+
+
+def _connection(session: Session | Connection) -> Connection:
+    return session.connection() if isinstance(session, Session) else session
+
+
+def _copy_rows(conn: Connection, temp_sql: str, table: str, rows: Iterable[str], insert_sql: str) -> int:
+    """COPY text rows into a fresh temp table, then run ``insert_sql`` from it."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    buffer = io.StringIO("".join(rows))
+    with raw.cursor() as cur:
+        cur.execute(temp_sql)
+        cur.copy_expert(f"COPY {table} FROM STDIN", buffer)
+        cur.execute(insert_sql)
+        count = cur.rowcount
+        cur.execute(f"DROP TABLE {table}")
+    return int(count)
+
+
+def upsert_candles(session: Session | Connection, candles: Sequence[Candle]) -> int:
+    """Insert or replace candles on (exchange, symbol, timeframe, open_time). Returns rows written."""
+    if not candles:
+        return 0
+    conn = _connection(session)
+    if conn.dialect.name == "postgresql":
+        rows = (
+            f"{c.exchange}\t{c.symbol}\t{c.timeframe.value}\t{c.open_time_ms}\t{c.open!r}\t{c.high!r}\t"
+            f"{c.low!r}\t{c.close!r}\t{c.volume!r}\t{c.quote_volume!r}\t{c.buy_volume!r}\t{c.trade_count}\n"
+            for c in candles
+        )
+        updates = ", ".join(f"{col} = EXCLUDED.{col}" for col in _CANDLE_UPDATE)
+        return _copy_rows(
+            conn,
+            "CREATE TEMP TABLE tmp_candles (exchange text, symbol text, timeframe text, open_ms bigint, "
+            "open float8, high float8, low float8, close float8, volume float8, quote_volume float8, "
+            "buy_volume float8, trade_count int) ON COMMIT DROP",
+            "tmp_candles",
+            rows,
+            # DISTINCT ON keeps the last row per key when a batch holds one candle twice.
+            "INSERT INTO candles (" + ", ".join(CANDLE_COLUMNS) + ") "
+            "SELECT DISTINCT ON (exchange, symbol, timeframe, open_ms) exchange, symbol, timeframe, "
+            "to_timestamp(open_ms / 1000.0), open, high, low, close, volume, quote_volume, buy_volume, "
+            "trade_count FROM (SELECT *, row_number() OVER () AS n FROM tmp_candles) t "
+            "ORDER BY exchange, symbol, timeframe, open_ms, n DESC "
+            f"ON CONFLICT (exchange, symbol, timeframe, open_time) DO UPDATE SET {updates}",
+        )
+    latest: dict[tuple[str, str, str, int], Candle] = {}
+    for c in candles:
+        latest[(c.exchange, c.symbol, c.timeframe.value, c.open_time_ms)] = c
+    stmt = sqlite_insert(CandleRow)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["exchange", "symbol", "timeframe", "open_time"],
+        set_={col: stmt.excluded[col] for col in _CANDLE_UPDATE},
+    )
+    conn.execute(stmt, [candle_to_row(c) for c in latest.values()])
+    return len(latest)
+
+
+def insert_trades(session: Session | Connection, trades: Sequence[Trade]) -> int:
+    """Insert raw trades; a trade already stored (same exchange, symbol, trade_id) is skipped."""
+    if not trades:
+        return 0
+    conn = _connection(session)
+    if conn.dialect.name == "postgresql":
+        rows = (
+            f"{t.exchange}\t{t.symbol}\t{t.trade_id}\t{t.ts_ms}\t{t.price!r}\t{t.size!r}\t{t.side.value}\n"
+            for t in trades
+        )
+        return _copy_rows(
+            conn,
+            "CREATE TEMP TABLE tmp_trades (exchange text, symbol text, trade_id bigint, ts_ms bigint, "
+            "price float8, size float8, side text) ON COMMIT DROP",
+            "tmp_trades",
+            rows,
+            "INSERT INTO trades (exchange, symbol, trade_id, ts, price, size, side) "
+            "SELECT exchange, symbol, trade_id, to_timestamp(ts_ms / 1000.0), price, size, side "
+            "FROM tmp_trades ON CONFLICT DO NOTHING",
+        )
+    stmt = sqlite_insert(TradeRow).on_conflict_do_nothing()
+    result = conn.execute(stmt, [
+        {"exchange": t.exchange, "symbol": t.symbol, "trade_id": t.trade_id, "ts": ms_to_datetime(t.ts_ms),
+         "price": t.price, "size": t.size, "side": t.side.value}
+        for t in trades
+    ])
+    return int(result.rowcount or 0)
+
+
+def candle_to_row(c: Candle) -> dict[str, object]:
+    return {
+        "exchange": c.exchange, "symbol": c.symbol, "timeframe": c.timeframe.value,
+        "open_time": ms_to_datetime(c.open_time_ms), "open": c.open, "high": c.high, "low": c.low,
+        "close": c.close, "volume": c.volume, "quote_volume": c.quote_volume,
+        "buy_volume": c.buy_volume, "trade_count": c.trade_count,
+    }
+
+
+def row_to_candle(row: CandleRow) -> Candle:
+    return Candle(
+        exchange=row.exchange, symbol=row.symbol, timeframe=Timeframe(row.timeframe),
+        open_time_ms=datetime_to_ms(row.open_time), open=row.open, high=row.high, low=row.low,
+        close=row.close, volume=row.volume, quote_volume=row.quote_volume,
+        buy_volume=row.buy_volume, trade_count=row.trade_count,
+    )
+
+
+def get_candles(
+    session: Session,
+    exchange: str,
+    symbol: str,
+    timeframe: Timeframe,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    limit: int | None = None,
+) -> list[Candle]:
+    """Candles in ``[start_ms, end_ms)`` ascending; with ``limit`` and no start, the latest ``limit``."""
+    query = select(CandleRow).where(
+        CandleRow.exchange == exchange, CandleRow.symbol == symbol, CandleRow.timeframe == timeframe.value
+    )
+    if start_ms is not None:
+        query = query.where(CandleRow.open_time >= ms_to_datetime(start_ms))
+    if end_ms is not None:
+        query = query.where(CandleRow.open_time < ms_to_datetime(end_ms))
+    if limit is not None and start_ms is None:
+        rows = session.scalars(query.order_by(CandleRow.open_time.desc()).limit(limit)).all()
+        return [row_to_candle(r) for r in reversed(rows)]
+    if limit is not None:
+        query = query.limit(limit)
+    return [row_to_candle(r) for r in session.scalars(query.order_by(CandleRow.open_time))]
+
+
+def load_candles_frame(
+    session: Session,
+    exchange: str,
+    symbol: str,
+    timeframe: Timeframe,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> pd.DataFrame:
+    """Candles as a DataFrame (``open_time`` in epoch ms, int64) for analytics and backtests."""
+    conn = _connection(session)
+    t = CandleRow.__table__
+    query = select(t.c.open_time, t.c.open, t.c.high, t.c.low, t.c.close, t.c.volume).where(
+        t.c.exchange == exchange, t.c.symbol == symbol, t.c.timeframe == timeframe.value
+    )
+    if start_ms is not None:
+        query = query.where(t.c.open_time >= ms_to_datetime(start_ms))
+    if end_ms is not None:
+        query = query.where(t.c.open_time < ms_to_datetime(end_ms))
+    rows = conn.execute(query.order_by(t.c.open_time)).all()
+    frame = pd.DataFrame(rows, columns=["open_time", "open", "high", "low", "close", "volume"])
+    if frame.empty:
+        frame["open_time"] = frame["open_time"].astype(np.int64)
+        return frame
+    frame["open_time"] = [datetime_to_ms(v) for v in frame["open_time"]]
+    return frame
+
+
+def latest_candle_time_ms(session: Session, exchange: str, symbol: str, timeframe: Timeframe) -> int | None:
+    value = session.scalar(
+        select(func.max(CandleRow.open_time)).where(
+            CandleRow.exchange == exchange, CandleRow.symbol == symbol, CandleRow.timeframe == timeframe.value
+        )
+    )
+    return None if value is None else datetime_to_ms(value)
+
+
+def count_candles(session: Session, exchange: str | None = None, symbol: str | None = None,
+                  timeframe: Timeframe | None = None) -> int:
+    query = select(func.count()).select_from(CandleRow)
+    if exchange:
+        query = query.where(CandleRow.exchange == exchange)
+    if symbol:
+        query = query.where(CandleRow.symbol == symbol)
+    if timeframe:
+        query = query.where(CandleRow.timeframe == timeframe.value)
+    return int(session.scalar(query) or 0)
+
+
+def get_trades(session: Session, exchange: str, symbol: str) -> list[Trade]:
+    rows = session.scalars(
+        select(TradeRow).where(TradeRow.exchange == exchange, TradeRow.symbol == symbol)
+        .order_by(TradeRow.ts, TradeRow.trade_id)
+    )
+    return [
+        Trade(r.exchange, r.symbol, r.trade_id, datetime_to_ms(r.ts), r.price, r.size, Side(r.side))
+        for r in rows
+    ]
+
+
+def count_trades(session: Session, exchange: str | None = None, symbol: str | None = None) -> int:
+    query = select(func.count()).select_from(TradeRow)
+    if exchange:
+        query = query.where(TradeRow.exchange == exchange)
+    if symbol:
+        query = query.where(TradeRow.symbol == symbol)
+    return int(session.scalar(query) or 0)
+
+
+def prune_trades(session: Session, older_than: datetime) -> int:
+    """Delete raw trades with ``ts`` before ``older_than`` (the plain-PostgreSQL/SQLite retention job)."""
+    result = session.execute(delete(TradeRow).where(TradeRow.ts < older_than))
+    return int(result.rowcount or 0)
+
+
+def retention_cutoff(now: datetime, days: int) -> datetime:
+    return now - timedelta(days=days)
+
+
+def list_markets(session: Session) -> list[tuple[str, str, str]]:
+    """Distinct (exchange, symbol, timeframe) combinations that have candles."""
+    rows = session.execute(
+        select(CandleRow.exchange, CandleRow.symbol, CandleRow.timeframe).distinct()
+        .order_by(CandleRow.exchange, CandleRow.symbol, CandleRow.timeframe)
+    )
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def upsert_instrument(session: Session, exchange: str, symbol: str, **fields: object) -> None:
+    values = {"exchange": exchange, "symbol": symbol, **fields}
+    dialect = _connection(session).dialect.name
+    ins = pg_insert(Instrument) if dialect == "postgresql" else sqlite_insert(Instrument)
+    update = {k: ins.excluded[k] for k in fields} or {"symbol": ins.excluded.symbol}
+    session.execute(ins.values(values).on_conflict_do_update(index_elements=["exchange", "symbol"], set_=update))
