@@ -44,9 +44,61 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_platform(args: argparse.Namespace) -> int:
-    from platform_runner import run_platform
+    import asyncio
 
-    return run_platform()
+    return asyncio.run(_platform())
+
+
+async def _platform() -> int:
+    """The whole platform in one process: collector, signal engine + bots, dashboard.
+
+    SIGINT/SIGTERM set one stop event; every component then flushes and returns.
+    """
+    import asyncio
+    import logging
+    import signal
+
+    from bot_manager.runtime import run_bots
+    from config.settings import get_settings
+    from dashboard.server import serve_dashboard
+    from data.bus import make_bus
+    from data.service import resolve_market_source, run_market_data
+    from database.migrate import upgrade
+
+    log = logging.getLogger("platform")
+    settings = get_settings()
+    upgrade(settings.effective_database_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    bus = make_bus(settings.redis_url, settings.redis_prefix)
+    source = await resolve_market_source(settings)
+    log.info("market source: %s (ws=%s rest=%s)", source.name, source.ws_url, source.rest_url)
+    tasks = {
+        asyncio.create_task(run_market_data(settings, bus, stop, ws_url=source.ws_url,
+                                            rest_url=source.rest_url), name="collector"),
+        asyncio.create_task(run_bots(settings, bus, stop), name="bots"),
+        asyncio.create_task(serve_dashboard(settings, bus, stop), name="dashboard"),
+    }
+    print(f"TCP Dashboard running: http://{settings.dashboard_host}:{settings.dashboard_port} "
+          f"(market source: {source.name}); Ctrl-C to stop", flush=True)
+    failed = 0
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                failed = 1
+                log.error("component %s failed: %r", task.get_name(), task.exception())
+                stop.set()
+        stop.set()
+        await asyncio.wait(tasks, timeout=15)
+    finally:
+        await source.close()
+        await bus.close()
+    log.info("platform stopped")
+    return failed
 
 
 def main(argv: list[str] | None = None) -> int:
