@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer, field_validator
 
 from config.domain import DEFAULT_TIMEFRAMES, Timeframe
 from config.errors import SettingsError
@@ -103,6 +104,16 @@ class Settings(BaseModel):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return value.rstrip("/")
 
+    # Passwords in URLs (and a webhook's secret path) never show in repr(), str() or JSON.
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (mask_url(value, hide_path=name == "alert_webhook_url")
+                         if name in _URL_FIELDS and isinstance(value, str) else value)
+
+    @field_serializer("database_url", "redis_url", "alert_webhook_url", when_used="json")
+    def _mask_urls_in_json(self, value: str | None, info: Any) -> str | None:
+        return mask_url(value, hide_path=info.field_name == "alert_webhook_url") if value else value
+
     @property
     def effective_database_url(self) -> str:
         """``DATABASE_URL`` or, when unset, the embedded SQLite file under the data folder."""
@@ -117,6 +128,19 @@ class Settings(BaseModel):
     @property
     def is_loopback_dashboard(self) -> bool:
         return self.dashboard_host in ("127.0.0.1", "localhost", "::1")
+
+
+_URL_FIELDS = frozenset({"database_url", "redis_url", "alert_webhook_url"})
+
+
+def mask_url(url: str, *, hide_path: bool = False) -> str:
+    """``url`` with its password and query (and, with ``hide_path``, its path) replaced by ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rsplit('@', 1)[1]}"
+    path = "/***" if hide_path and parts.path not in ("", "/") else parts.path
+    return urlunsplit((parts.scheme, netloc, path, "***" if parts.query else "", ""))
 
 
 _ENV_NAMES = {name: (field.alias or name) for name, field in Settings.model_fields.items()}

@@ -126,7 +126,8 @@ class Bot(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     config_path: Mapped[str | None] = mapped_column(Text)
     starting_balance: Mapped[Decimal] = mapped_column(Money)
-    cash: Mapped[Decimal] = mapped_column(Money)
+    balance: Mapped[Decimal] = mapped_column(Money)
+    equity: Mapped[Decimal] = mapped_column(Money)
     fees_paid: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     realised_pnl: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     peak_equity: Mapped[Decimal] = mapped_column(Money)
@@ -195,6 +196,8 @@ class Fill(Base):
     fee: Mapped[Decimal] = mapped_column(Money)
     slippage_bps: Mapped[float] = mapped_column(Double, default=0.0)
     realised_pnl: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    position_after: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    balance_after: Mapped[Decimal] = mapped_column(Money)
     liquidity: Mapped[str] = mapped_column(String(8), default="taker")
     reason: Mapped[str] = mapped_column(Text, default="")
     ts: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -230,7 +233,7 @@ class EquitySnapshot(Base):
     bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id", ondelete="CASCADE"))
     ts: Mapped[datetime] = mapped_column(UtcDateTime)
     equity: Mapped[Decimal] = mapped_column(Money)
-    cash: Mapped[Decimal] = mapped_column(Money)
+    balance: Mapped[Decimal] = mapped_column(Money)
     position_value: Mapped[Decimal] = mapped_column(Money)
     unrealised_pnl: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     drawdown: Mapped[float] = mapped_column(Double, default=0.0)
@@ -243,6 +246,7 @@ class BotEvent(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id", ondelete="CASCADE"))
     ts: Mapped[datetime] = mapped_column(default=utc_now)
+    candle_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
     level: Mapped[str] = mapped_column(String(8), default="INFO")
     kind: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text)
@@ -275,9 +279,11 @@ class StrategyRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(128))
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    score: Mapped[float | None] = mapped_column(Double)  # an optimisation trial's objective value
     equity_curve: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # a running job's last sign of life
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
@@ -310,6 +316,8 @@ class BacktestTrade(Base):
     pnl: Mapped[float] = mapped_column(Double, default=0.0)
     return_pct: Mapped[float] = mapped_column(Double, default=0.0)
     exit_reason: Mapped[str] = mapped_column(String(32), default="")
+    entry_bar: Mapped[int] = mapped_column(Integer, default=0)  # index into the run's candles
+    exit_bar: Mapped[int | None] = mapped_column(Integer)
 
 
 # ---------------------------------------------------------------------------- operations
@@ -337,3 +345,20 @@ class ComponentHealth(Base):
     status: Mapped[str] = mapped_column(String(16))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class ApiCredential(Base):
+    """Exchange API credentials for live mode, encrypted with ``TCP_SECRET_KEY`` (database/crypto.py).
+
+    ``ciphertext`` is a Fernet token of a JSON object; nothing secret is stored in clear.
+    """
+
+    __tablename__ = "api_credentials"
+    __table_args__ = (UniqueConstraint("exchange", "label"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    exchange: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str] = mapped_column(String(64))
+    ciphertext: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)

@@ -34,7 +34,8 @@ def upgrade() -> None:
     sa.Column('config', sa.JSON(), nullable=False),
     sa.Column('config_path', sa.Text(), nullable=True),
     sa.Column('starting_balance', sa.Numeric(precision=28, scale=10), nullable=False),
-    sa.Column('cash', sa.Numeric(precision=28, scale=10), nullable=False),
+    sa.Column('balance', sa.Numeric(precision=28, scale=10), nullable=False),
+    sa.Column('equity', sa.Numeric(precision=28, scale=10), nullable=False),
     sa.Column('fees_paid', sa.Numeric(precision=28, scale=10), nullable=False),
     sa.Column('realised_pnl', sa.Numeric(precision=28, scale=10), nullable=False),
     sa.Column('peak_equity', sa.Numeric(precision=28, scale=10), nullable=False),
@@ -63,6 +64,16 @@ def upgrade() -> None:
     with op.batch_alter_table('candles', schema=None) as batch_op:
         batch_op.create_index('ix_candles_open_time', ['open_time'], unique=False)
 
+    op.create_table('api_credentials',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('exchange', sa.String(length=32), nullable=False),
+    sa.Column('label', sa.String(length=64), nullable=False),
+    sa.Column('ciphertext', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_credentials')),
+    sa.UniqueConstraint('exchange', 'label', name=op.f('uq_api_credentials_exchange_label'))
+    )
     op.create_table('component_health',
     sa.Column('component', sa.String(length=128), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
@@ -105,9 +116,11 @@ def upgrade() -> None:
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('worker', sa.String(length=128), nullable=True),
     sa.Column('metrics', sa.JSON(), nullable=False),
+    sa.Column('score', sa.Double(), nullable=True),
     sa.Column('equity_curve', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['parent_id'], ['strategy_runs.id'], name=op.f('fk_strategy_runs_parent_id_strategy_runs'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_strategy_runs'))
@@ -156,6 +169,8 @@ def upgrade() -> None:
     sa.Column('pnl', sa.Double(), nullable=False),
     sa.Column('return_pct', sa.Double(), nullable=False),
     sa.Column('exit_reason', sa.String(length=32), nullable=False),
+    sa.Column('entry_bar', sa.Integer(), nullable=False),
+    sa.Column('exit_bar', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['run_id'], ['strategy_runs.id'], name=op.f('fk_backtest_trades_run_id_strategy_runs'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_backtest_trades'))
     )
@@ -166,6 +181,7 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('bot_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('ts', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('candle_time', sa.DateTime(timezone=True), nullable=True),
     sa.Column('level', sa.String(length=8), nullable=False),
     sa.Column('kind', sa.String(length=32), nullable=False),
     sa.Column('message', sa.Text(), nullable=False),
@@ -181,7 +197,7 @@ def upgrade() -> None:
     sa.Column('bot_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('ts', sa.DateTime(timezone=True), nullable=False),
     sa.Column('equity', sa.Numeric(precision=28, scale=10), nullable=False),
-    sa.Column('cash', sa.Numeric(precision=28, scale=10), nullable=False),
+    sa.Column('balance', sa.Numeric(precision=28, scale=10), nullable=False),
     sa.Column('position_value', sa.Numeric(precision=28, scale=10), nullable=False),
     sa.Column('unrealised_pnl', sa.Numeric(precision=28, scale=10), nullable=False),
     sa.Column('drawdown', sa.Double(), nullable=False),
@@ -281,6 +297,8 @@ def upgrade() -> None:
     sa.Column('fee', sa.Numeric(precision=28, scale=10), nullable=False),
     sa.Column('slippage_bps', sa.Double(), nullable=False),
     sa.Column('realised_pnl', sa.Numeric(precision=28, scale=10), nullable=False),
+    sa.Column('position_after', sa.Numeric(precision=28, scale=10), nullable=False),
+    sa.Column('balance_after', sa.Numeric(precision=28, scale=10), nullable=False),
     sa.Column('liquidity', sa.String(length=8), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('ts', sa.DateTime(timezone=True), nullable=False),
@@ -341,6 +359,7 @@ def downgrade() -> None:
     op.drop_table('strategy_runs')
     op.drop_table('instruments')
     op.drop_table('component_health')
+    op.drop_table('api_credentials')
     with op.batch_alter_table('candles', schema=None) as batch_op:
         batch_op.drop_index('ix_candles_open_time')
 

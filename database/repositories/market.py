@@ -115,6 +115,35 @@ def insert_trades(session: Session | Connection, trades: Sequence[Trade]) -> int
     return int(result.rowcount or 0)
 
 
+TradeRowTuple = tuple[str, str, int, int, float, float, str]
+
+
+def insert_trade_rows(session: Session | Connection, rows: Iterable[TradeRowTuple]) -> int:
+    """Like :func:`insert_trades` for plain tuples ``(exchange, symbol, trade_id, ts_ms, price, size,
+    side)`` — the collector's bulk path, which skips building a ``Trade`` per row. Returns rows added."""
+    conn = _connection(session)
+    if conn.dialect.name == "postgresql":
+        lines = [f"{e}\t{s}\t{i}\t{ts}\t{p!r}\t{z!r}\t{d}\n" for e, s, i, ts, p, z, d in rows]
+        if not lines:
+            return 0
+        return _copy_rows(
+            conn,
+            "CREATE TEMP TABLE tmp_trades (exchange text, symbol text, trade_id bigint, ts_ms bigint, "
+            "price float8, size float8, side text) ON COMMIT DROP",
+            "tmp_trades",
+            lines,
+            "INSERT INTO trades (exchange, symbol, trade_id, ts, price, size, side) "
+            "SELECT exchange, symbol, trade_id, to_timestamp(ts_ms / 1000.0), price, size, side "
+            "FROM tmp_trades ON CONFLICT DO NOTHING",
+        )
+    params = [{"exchange": e, "symbol": s, "trade_id": i, "ts": ms_to_datetime(ts), "price": p, "size": z,
+               "side": d} for e, s, i, ts, p, z, d in rows]
+    if not params:
+        return 0
+    result = conn.execute(sqlite_insert(TradeRow).on_conflict_do_nothing(), params)
+    return int(result.rowcount or 0)
+
+
 def candle_to_row(c: Candle) -> dict[str, object]:
     return {
         "exchange": c.exchange, "symbol": c.symbol, "timeframe": c.timeframe.value,
@@ -166,8 +195,14 @@ def load_candles_frame(
     start_ms: int | None = None,
     end_ms: int | None = None,
 ) -> pd.DataFrame:
-    """Candles as a DataFrame (``open_time`` in epoch ms, int64) for analytics and backtests."""
+    """Candles as a DataFrame (``open_time`` in epoch ms, int64) for analytics and backtests.
+
+    On PostgreSQL the rows come through one binary ``COPY … TO STDOUT`` decoded by numpy (about
+    ten times faster than fetching row objects; see docs/backtesting.md for the figures).
+    """
     conn = _connection(session)
+    if conn.dialect.name == "postgresql":
+        return _load_candles_frame_copy(conn, exchange, symbol, timeframe, start_ms, end_ms)
     t = CandleRow.__table__
     query = select(t.c.open_time, t.c.open, t.c.high, t.c.low, t.c.close, t.c.volume).where(
         t.c.exchange == exchange, t.c.symbol == symbol, t.c.timeframe == timeframe.value
@@ -181,7 +216,48 @@ def load_candles_frame(
     if frame.empty:
         frame["open_time"] = frame["open_time"].astype(np.int64)
         return frame
-    frame["open_time"] = [datetime_to_ms(v) for v in frame["open_time"]]
+    times = pd.to_datetime(frame["open_time"], utc=True).astype("datetime64[ms, UTC]")
+    frame["open_time"] = times.astype(np.int64).to_numpy()
+    return frame
+
+
+_FRAME_COLUMNS = ["open_time", "open", "high", "low", "close", "volume"]
+# One binary COPY tuple: field count (int16), then per field a length (int32) and the value.
+_COPY_ROW = np.dtype([("fields", ">i2"), ("n0", ">i4"), ("open_time", ">i8"), ("n1", ">i4"), ("open", ">f8"),
+                      ("n2", ">i4"), ("high", ">f8"), ("n3", ">i4"), ("low", ">f8"), ("n4", ">i4"),
+                      ("close", ">f8"), ("n5", ">i4"), ("volume", ">f8")])
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+
+def _load_candles_frame_copy(conn: Connection, exchange: str, symbol: str, timeframe: Timeframe,
+                             start_ms: int | None, end_ms: int | None) -> pd.DataFrame:
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    where = ["exchange = %(exchange)s", "symbol = %(symbol)s", "timeframe = %(timeframe)s"]
+    values: dict[str, object] = {"exchange": exchange, "symbol": symbol, "timeframe": timeframe.value}
+    if start_ms is not None:
+        where.append("open_time >= %(start)s")
+        values["start"] = ms_to_datetime(start_ms)
+    if end_ms is not None:
+        where.append("open_time < %(end)s")
+        values["end"] = ms_to_datetime(end_ms)
+    buffer = io.BytesIO()
+    with raw.cursor() as cur:
+        query = cur.mogrify(
+            "SELECT (extract(epoch FROM open_time) * 1000)::int8, open, high, low, close, volume FROM candles "
+            f"WHERE {' AND '.join(where)} ORDER BY open_time", values,
+        ).decode()
+        cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT binary)", buffer)
+    payload = buffer.getbuffer()
+    if bytes(payload[:11]) != _COPY_SIGNATURE:
+        raise ValueError("unexpected PostgreSQL binary COPY header")
+    extension = int.from_bytes(payload[15:19], "big")
+    start = 19 + extension
+    count = (len(payload) - start - 2) // _COPY_ROW.itemsize
+    rows = np.frombuffer(payload, dtype=_COPY_ROW, count=count, offset=start)
+    frame = pd.DataFrame({name: rows[name].astype(np.int64 if name == "open_time" else np.float64)
+                          for name in _FRAME_COLUMNS})
+    del rows, payload
     return frame
 
 

@@ -37,8 +37,10 @@ def list_health(session: Session, prefix: str | None = None) -> list[ComponentHe
 
 
 def add_system_event(session: Session, component: str, message: str, *, level: str = "INFO",
-                     kind: str = "log", data: dict[str, Any] | None = None) -> None:
-    session.add(SystemEvent(component=component, message=message, level=level, kind=kind, data=data or {}))
+                     kind: str = "log", data: dict[str, Any] | None = None, ts: datetime | None = None) -> None:
+    """Add one system event; ``ts`` defaults to now (pass the log record's time when batching)."""
+    session.add(SystemEvent(component=component, message=message, level=level, kind=kind, data=data or {},
+                            ts=ts or utc_now()))
 
 
 def recent_system_events(session: Session, limit: int = 100, component: str | None = None,

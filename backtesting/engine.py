@@ -1,0 +1,253 @@
+"""The bar-by-bar engine: a live bot's decision core, fed historical candles.
+
+Each bar goes through the same objects as a live paper bot (:class:`bot_manager.engine.BotEngine`:
+its ``PaperBroker``, ``RiskManager`` and order logic), in the same order as
+``BotEngine.process``: the broker fills pending orders and checks protective exits inside the bar,
+the risk rules see the close, then the bar's signal turns into orders that fill at the next open.
+The signals come from ``strategy.generate_signals`` on the whole history, which by the strategy
+contract equals what the live engine computes bar by bar; no bar can see a later one because
+orders placed on bar ``i`` only fill on ``i+1``.
+
+For speed, a bar on which the bot is flat, has no pending order and gets no signal only advances
+the broker's clock (what ``process`` would do too: no fill, no risk alert is possible then), and
+the equity curve is rebuilt afterwards from the account state after each fill.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from backtesting.data import CandleData
+from backtesting.result import TradeTable
+from bot_manager.broker import Fill, PaperBroker
+from bot_manager.config import AtrSizing, BotConfig
+from bot_manager.engine import BotEngine, CandleOutcome
+from config.domain import Signal, SignalType
+from strategies.bars import Bars
+from strategies.base import BaseStrategy
+
+PROGRESS_EVERY = 65_536
+_SIGNALS = {1: Signal(SignalType.BUY, 1.0, "backtest"), -1: Signal(SignalType.SELL, 1.0, "backtest")}
+
+
+class RunCancelled(Exception):
+    """The progress callback asked the run to stop."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BarRun:
+    trades: TradeTable
+    equity: np.ndarray
+    position: np.ndarray
+    events: dict[str, int]
+    halted_reason: str | None
+    fills: tuple[Fill, ...]
+
+
+def run_bars(config: BotConfig, strategy: BaseStrategy, data: CandleData, signals: np.ndarray, *,
+             trade_start: int = 0, close_at_end: bool = False,
+             progress: Callable[[float], bool] | None = None) -> BarRun:
+    """Drive a fresh bot through ``data`` acting on ``signals`` (int8 per bar) from ``trade_start``.
+
+    ``progress(fraction)`` is called every 65,536 bars; returning True raises :class:`RunCancelled`.
+    With ``close_at_end`` an open position is closed at the last close (slippage and fee apply).
+    """
+    n = len(data)
+    codes = np.asarray(signals, dtype=np.int8).copy()
+    codes[:trade_start] = 0
+    if n:
+        codes[-1] = 0  # no later bar to fill an order of the last bar
+    run = _Run(config, strategy, data)
+    columns = [data.open_time.tolist(), data.open.tolist(), data.high.tolist(), data.low.tolist(),
+               data.close.tolist(), data.volume.tolist(), codes.tolist()]
+    for begin in range(0, n, PROGRESS_EVERY):
+        if begin and progress is not None and progress(begin / n):
+            raise RunCancelled(f"cancelled at bar {begin} of {n}")
+        end = min(n, begin + PROGRESS_EVERY)
+        rows = zip(range(begin, end), *(column[begin:end] for column in columns), strict=True)
+        if run.rules:
+            run.checked_loop(rows)
+        else:
+            run.plain_loop(rows)
+    if close_at_end and n:
+        run.close_at_end(int(data.open_time[-1]) + (data.bar_ms or 1), float(data.close[-1]))
+    equity = run.log.equity_curve(data.close, float(config.starting_balance))
+    if close_at_end and n:
+        equity[-1] = run.broker.equity()
+    return BarRun(run.log.trades(data), equity, run.log.positions(n), dict(run.events), run.halted,
+                  tuple(fill for _, _, fill in run.log.fills))
+
+
+Row = tuple[int, int, float, float, float, float, float, int]
+
+
+class _Run:
+    """The loop state of one bar-by-bar run (see :func:`run_bars`)."""
+
+    def __init__(self, config: BotConfig, strategy: BaseStrategy, data: CandleData) -> None:
+        self.bot = _BacktestBot(config, strategy)
+        self.broker = self.bot.broker
+        self.risk = self.bot.risk
+        self.rules = config.risk.max_drawdown_pct is not None or config.risk.daily_loss_limit_pct is not None
+        self.atr_sizing = isinstance(config.sizing, AtrSizing)
+        self.bars = Bars(data.open_time, data.open, data.high, data.low, data.close, data.volume)
+        self.log = _FillLog()
+        self.events: Counter[str] = Counter()
+        self.halted: str | None = None
+        self.active = False
+
+    def plain_loop(self, rows: Iterable[Row]) -> None:
+        """No per-candle risk rule: each bar is the broker's bar, then the signal if any."""
+        on_bar, bot = self.broker.on_bar, self.bot
+        for k, t, o, h, l, c, v, code in rows:  # noqa: E741
+            fills = on_bar(t, o, h, l, c, v)
+            if fills:
+                self.on_fills(k, t, fills)
+            if code and bot.trading:
+                self.on_signal(k, t, c, code)
+
+    def checked_loop(self, rows: Iterable[Row]) -> None:
+        """With drawdown / daily-loss rules: ``BotEngine.process`` step by step. A flat bar without
+        orders or signal cannot fill or alert, so it only advances the broker."""
+        broker, risk, bot = self.broker, self.risk, self.bot
+        on_bar = broker.on_bar
+        for k, t, o, h, l, c, v, code in rows:  # noqa: E741
+            if not self.active and not code:
+                on_bar(t, o, h, l, c, v)
+                continue
+            equity_before = broker.equity()
+            fills = on_bar(t, o, h, l, c, v)
+            if fills:
+                self.on_fills(k, t, fills)
+            closing = False
+            if self.halted is None:
+                outcome = CandleOutcome(t)
+                for alert in risk.on_candle(t, equity_before, broker.equity()):
+                    self.events[alert.rule] += 1
+                    if alert.halt:
+                        bot.halt_all(t, alert.message, outcome)
+                        self.halted = alert.message
+                        break
+                    broker.cancel_all()
+                    closing = broker.close_position(f"{bot.name}-{t}-daily", alert.rule) is not None
+            if code and bot.trading and not closing:
+                self.on_signal(k, t, c, code)
+            self.active = bool(broker.position_side or broker.open_orders)
+
+    def on_fills(self, k: int, t: int, fills: Sequence[Fill]) -> None:
+        self.log.add(k, fills, self.broker)
+        for alert in self.risk.on_fills(t, tuple(fills)):
+            self.events[alert.rule] += 1
+        if self.broker.rejected:
+            self.events["rejected"] += len(self.broker.rejected)
+            self.broker.rejected.clear()
+
+    def on_signal(self, k: int, t: int, close: float, code: int) -> None:
+        outcome = CandleOutcome(t)
+        bars = self.bars.slice(0, k + 1) if self.atr_sizing else self.bars
+        self.bot.act_on_signal(_SIGNALS[code], t, close, bars, outcome)
+        for event in outcome.events:
+            self.events[event.kind] += 1
+
+    def close_at_end(self, end_ms: int, last_close: float) -> None:
+        """Close an open position at the last close: a market order filled on a flat bar at that price."""
+        broker = self.broker
+        if not broker.position_side:
+            return
+        broker.cancel_all()
+        broker.close_position(f"{self.bot.name}-{end_ms}-end", "end_of_data")
+        fills = broker.on_bar(end_ms, last_close, last_close, last_close, last_close, 0.0)
+        last_bar = self.log.state_bars[-1] if self.log.state_bars else 0
+        self.log.add(max(last_bar, len(self.bars) - 1), fills, broker)
+
+
+class _BacktestBot(BotEngine):
+    """A ``BotEngine`` that is handed its signal instead of asking the strategy on every bar."""
+
+    def act_on_signal(self, signal: Signal, open_time_ms: int, close: float, bars: Bars,
+                      outcome: CandleOutcome) -> None:
+        """What ``BotEngine.process`` does with a non-HOLD signal: the same order logic."""
+        self._act(signal, open_time_ms, close, bars, None, outcome)
+
+
+class _FillLog:
+    """Fills with their bar, and the account after each bar that had fills."""
+
+    def __init__(self) -> None:
+        self.fills: list[tuple[int, int, Fill]] = []
+        self.state_bars: list[int] = []
+        self.balance: list[float] = []
+        self.direction: list[int] = []
+        self.quantity: list[float] = []
+        self.cost: list[float] = []
+
+    def add(self, bar: int, fills: Sequence[Fill], broker: PaperBroker) -> None:
+        for fill in fills:
+            self.fills.append((bar, fill.ts_ms, fill))
+        if self.state_bars and self.state_bars[-1] == bar:
+            for column in (self.state_bars, self.balance, self.direction, self.quantity, self.cost):
+                column.pop()
+        self.state_bars.append(bar)
+        self.balance.append(float(broker.balance))
+        self.direction.append(broker.position_side)
+        self.quantity.append(float(abs(broker.quantity)))
+        self.cost.append(float(broker.cost))
+
+    def _latest(self, n: int) -> np.ndarray:
+        marks = np.zeros(n, dtype=np.int64)
+        marks[np.asarray(self.state_bars, dtype=np.int64)] = np.arange(1, len(self.state_bars) + 1)
+        return np.maximum.accumulate(marks) - 1
+
+    def positions(self, n: int) -> np.ndarray:
+        if not self.state_bars:
+            return np.zeros(n, dtype=np.int8)
+        latest = self._latest(n)
+        direction = np.asarray(self.direction, dtype=np.int8)
+        return np.where(latest >= 0, direction[np.maximum(latest, 0)], 0).astype(np.int8)
+
+    def equity_curve(self, close: np.ndarray, cash: float) -> np.ndarray:
+        """``balance + side * (close * size - cost)`` with the account after the latest fill."""
+        n = close.shape[0]
+        if not self.state_bars:
+            return np.full(n, cash, dtype=np.float64)
+        latest = self._latest(n)
+        i = np.maximum(latest, 0)
+        balance = np.asarray(self.balance)[i]
+        side = np.asarray(self.direction, dtype=np.float64)[i]
+        value = side * (close * np.asarray(self.quantity)[i] - np.asarray(self.cost)[i])
+        return np.where(latest >= 0, balance + value, cash)
+
+    def trades(self, data: CandleData) -> TradeTable:
+        """Round trips: from the fill that opens a position to the one that makes it flat."""
+        columns: list[list[object]] = [[] for _ in range(11)]
+        entry: dict[str, float] | None = None
+        for bar, time_ms, fill in self.fills:
+            after = float(fill.position_after)
+            if entry is None:
+                entry = {"bar": bar, "time": time_ms, "side": 1.0 if after > 0 else -1.0, "size": 0.0,
+                         "price": 0.0, "cost": 0.0, "fees": 0.0, "pnl": 0.0}
+            quantity, price = float(fill.quantity), float(fill.price)
+            entry["fees"] += float(fill.fee)
+            entry["pnl"] += float(fill.realised_pnl) - float(fill.fee)
+            if abs(after) > entry["size"]:  # an entry or an add
+                entry["cost"] += quantity * price
+                entry["price"] = price if entry["size"] == 0 else entry["cost"] / abs(after)
+                entry["size"] = abs(after)
+            if after == 0:
+                _append(columns, entry, bar, time_ms, price, fill.reason)
+                entry = None
+        if entry is not None:
+            _append(columns, entry, -1, -1, float("nan"), "")
+        return TradeTable.from_columns(*columns) if columns[0] else TradeTable.empty()
+
+
+def _append(columns: list[list[object]], entry: dict[str, float], exit_bar: int, exit_time: int,
+            exit_price: float, reason: str) -> None:
+    values = (entry["side"], entry["bar"], exit_bar, entry["time"], exit_time, entry["price"],
+              exit_price, entry["size"], entry["fees"], entry["pnl"], reason)
+    for column, value in zip(columns, values, strict=True):
+        column.append(value)

@@ -1,0 +1,104 @@
+"""Run one backtest: load the candles, compute the signals, pick the engine, compute the metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from backtesting.data import CandleData, load_db_candles, read_csv_candles
+from backtesting.engine import run_bars
+from backtesting.metrics import compute_metrics
+from backtesting.result import BacktestResult
+from backtesting.spec import BacktestSpec
+from backtesting.vectorised import fast_path_blocker, run_fast
+from config.errors import ConfigurationError, StrategyError
+from strategies.base import BaseStrategy
+from strategies.registry import create_strategy
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Prepared:
+    """Candles cut to the period (warm-up included) and the first traded bar."""
+
+    data: CandleData
+    trade_start: int
+
+
+def load_data(spec: BacktestSpec, session: Session | None = None) -> Prepared:
+    """The candles the spec names: its CSV file, or the database through ``session``."""
+    if spec.data_file:
+        data = read_csv_candles(spec.data_file)
+        if spec.end_ms is not None:
+            data = data.slice(0, data.index_at(spec.end_ms))
+        start = 0 if spec.start_ms is None else data.index_at(spec.start_ms)
+    else:
+        if session is None:
+            raise ConfigurationError("stored candles need a database session", source="backtest")
+        bot = spec.bot
+        warmup = spec.warmup_bars
+        if warmup is None:
+            warmup = make_strategy(spec).history + DAY_MS // bot.timeframe.ms
+        data, start = load_db_candles(session, bot.exchange, bot.symbol, bot.timeframe, spec.start_ms,
+                                      spec.end_ms, warmup)
+    if start >= len(data):
+        raise ConfigurationError(f"no candles to trade in the period (data {data.source or 'given'} has "
+                                 f"{len(data)} rows before the start)", source="backtest")
+    return Prepared(data, start)
+
+
+def make_strategy(spec: BacktestSpec) -> BaseStrategy:
+    return create_strategy(spec.strategy, spec.params)
+
+
+def compute_signals(strategy: BaseStrategy, data: CandleData) -> np.ndarray:
+    """``strategy.generate_signals`` on the whole history, failures as ``StrategyError``."""
+    try:
+        codes = strategy.generate_signals(data.frame())
+    except Exception as exc:  # noqa: BLE001 - user code may raise anything
+        raise StrategyError(f"strategy {strategy.name!r} failed computing signals over {len(data)} candles "
+                            f"from {data.source or 'the given data'}: {type(exc).__name__}: {exc}") from exc
+    codes = np.asarray(codes)
+    if codes.shape != (len(data),):
+        raise StrategyError(f"strategy {strategy.name!r} returned {codes.shape} signals for {len(data)} candles; "
+                            "expected one per candle")
+    if not np.isin(codes, (-1, 0, 1)).all():
+        raise StrategyError(f"strategy {strategy.name!r} returned signal codes other than -1, 0, 1")
+    return codes.astype(np.int8)
+
+
+def run_backtest(spec: BacktestSpec, prepared: Prepared, *, signals: np.ndarray | None = None,
+                 progress: Callable[[float], bool] | None = None) -> BacktestResult:
+    """Backtest ``spec`` on ``prepared`` candles; ``signals`` may be passed when already computed."""
+    strategy = make_strategy(spec)
+    data, start = prepared.data, prepared.trade_start
+    codes = compute_signals(strategy, data) if signals is None else signals
+    blocker = fast_path_blocker(spec.bot, strategy)
+    if spec.close_at_end:
+        blocker = blocker or "closing the position at the end"
+    if spec.path == "vectorised" and blocker:
+        raise ConfigurationError(f"the vectorised path cannot run this backtest: {blocker}", field="path")
+    fast = run_fast(spec.bot, data, codes, start) if spec.path != "bar" and blocker is None else None
+    if fast is not None:
+        trades, equity, position, events, halted, path = fast.trades, fast.equity, fast.position, {}, None, \
+            "vectorised"
+    else:
+        run = run_bars(spec.bot, strategy, data, codes, trade_start=start, close_at_end=spec.close_at_end,
+                       progress=progress)
+        trades, equity, position, events, halted, path = run.trades, run.equity, run.position, run.events, \
+            run.halted_reason, "bar"
+    window = slice(start, None)
+    traded = codes[window]
+    metrics = compute_metrics(equity=equity[window], position=position[window], close=data.close[window],
+                              trades=trades, initial_cash=float(spec.bot.starting_balance),
+                              bar_ms=data.bar_ms)
+    metrics["path"] = path
+    if halted:
+        metrics["halted_reason"] = halted
+    bars = np.flatnonzero(traded) + start
+    return BacktestResult(trades, data.open_time[window], equity[window], position[window], bars,
+                          codes[bars], metrics, path, events)

@@ -1,0 +1,177 @@
+"""The numpy fast path: the same trades as the bar-by-bar engine without a per-bar Python loop.
+
+It applies when the account has no rule that looks at prices inside a position (no stop-loss,
+take-profit, trailing stop, drawdown or daily-loss limit), fixed slippage, equity-fraction sizing
+and one entry per position (:func:`fast_path_blocker` says why not otherwise). Then the position
+after each bar is a function of the signal sequence alone, and the money follows in closed form.
+The rules are those of :class:`bot_manager.engine.BotEngine` and the ``PaperBroker``:
+
+* a signal on bar ``i`` (inside the traded window, not the last bar) trades at the open of ``i+1``
+  plus slippage against the trader, paying the taker fee on the fill's notional;
+* BUY enters long when flat and exits a short; SELL exits a long and, with shorts allowed, enters
+  short when flat; a signal in the direction already held changes nothing;
+* an entry is sized at the signal bar's close: ``size = equity * min(fraction, max_exposure,
+  leverage) / close``, clamped at the fill to what the broker allows:
+  ``equity * leverage / (fill_price * (1 + taker_fee))``.
+
+Money is float64 here, while the broker rounds balances and fees to the cent and sizes down to the
+lot: bars, sides and prices are identical to the bar-by-bar path, sizes, fees and PnL agree to about
+1e-6 relative (tests/backtesting/test_paths_agree.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import numpy as np
+
+from backtesting.data import CandleData
+from backtesting.result import TradeTable
+from bot_manager.config import BotConfig, EquityFractionSizing, FixedSlippageConfig
+from strategies.base import BaseStrategy
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FastRun:
+    trades: TradeTable
+    equity: np.ndarray
+    position: np.ndarray
+
+
+def fast_path_blocker(config: BotConfig, strategy: BaseStrategy) -> str | None:
+    """Why the fast path cannot run this configuration (None when it can)."""
+    r = config.risk
+    checks = [
+        (not strategy.supports_vectorised, f"strategy {strategy.name!r} does not compute signals vectorised"),
+        (not isinstance(config.sizing, EquityFractionSizing), f"{config.sizing.method} sizing"),
+        (not isinstance(config.slippage, FixedSlippageConfig), "volume-dependent slippage"),
+        (r.stop_loss_pct is not None or r.take_profit_pct is not None or r.trailing_stop_pct is not None,
+         "stop-loss / take-profit / trailing-stop exits"),
+        (r.max_drawdown_pct is not None or r.daily_loss_limit_pct is not None,
+         "drawdown or daily-loss limits"),
+        (r.max_open_positions > 1, "stacked entries (max_open_positions > 1)"),
+    ]
+    return next((reason for blocked, reason in checks if blocked), None)
+
+
+def positions_from_signals(codes: np.ndarray, allow_short: bool) -> np.ndarray:
+    """Position held during each bar (+1, -1, 0) when each bar's signal fills at the next open.
+
+    ``codes`` must already be zero outside the traded window and on the last bar.
+    """
+    n = codes.shape[0]
+    events = np.flatnonzero(codes)
+    values = codes[events].astype(np.int8)
+    if allow_short:
+        after = _long_short_states(values)
+    else:
+        after = (values > 0).astype(np.int8)  # BUY -> long, SELL -> flat
+    state = np.zeros(n, dtype=np.int8)  # position wanted after each bar's signal
+    if events.size:
+        marks = np.zeros(n, dtype=np.int64)
+        marks[events] = np.arange(1, events.size + 1)
+        state = np.concatenate([[0], after]).astype(np.int8)[np.maximum.accumulate(marks)]
+    position = np.zeros(n, dtype=np.int8)
+    position[1:] = state[:-1]
+    return position
+
+
+def _long_short_states(values: np.ndarray) -> np.ndarray:
+    """State after each event when an opposite signal exits and a signal while flat enters.
+
+    Events come in runs of equal sign. A run of one event that meets an open opposite position only
+    closes it; a longer run closes it and re-enters. So the run either ends holding its own side
+    (``held``) or flat, ``held[r] = not (held[r-1] and len[r] == 1)``, ``held[0] = True``: ``held`` is
+    True at every run of two or more (and the first) and alternates between them.
+    """
+    m = values.shape[0]
+    if m == 0:
+        return values
+    starts = np.concatenate([[True], values[1:] != values[:-1]])
+    run_of = np.cumsum(starts) - 1
+    run_start = np.flatnonzero(starts)
+    lengths = np.diff(np.concatenate([run_start, [m]]))
+    runs = np.arange(run_start.size)
+    reset = (lengths >= 2) | (runs == 0)
+    last_reset = np.maximum.accumulate(np.where(reset, runs, 0))
+    held = (runs - last_reset) % 2 == 0
+    held_before = np.concatenate([[False], held[:-1]])
+    first_in_run = starts
+    closes_only = first_in_run & held_before[run_of]
+    return np.where(closes_only, 0, values).astype(np.int8)
+
+
+def run_fast(config: BotConfig, data: CandleData, signals: np.ndarray, trade_start: int = 0) -> FastRun | None:
+    """Simulate ``signals`` on ``data``; None when an entry would fall below ``min_order_quote``
+    (the broker path skips such entries, which changes the position sequence)."""
+    assert isinstance(config.sizing, EquityFractionSizing) and isinstance(config.slippage, FixedSlippageConfig)
+    n = len(data)
+    codes = np.asarray(signals, dtype=np.int8).copy()
+    codes[:trade_start] = 0
+    if n:
+        codes[-1] = 0
+    position = positions_from_signals(codes, config.allow_short)
+    previous = np.concatenate([[0], position[:-1]]).astype(np.int8)
+    changes = np.flatnonzero(position != previous)
+    entries = changes[position[changes] != 0]
+    following = np.searchsorted(changes, entries, side="right")
+    exits = np.where(following < changes.size, changes[np.minimum(following, max(changes.size - 1, 0))], -1)
+    side = position[entries].astype(np.float64)
+    closed = exits >= 0
+
+    rate = float(Decimal(repr(config.fees.taker_pct)) / 100)
+    slip = config.slippage.bps / 10_000
+    tick = config.price_tick
+    entry_price = _fill_prices(data.open[entries], side, slip, tick)
+    exit_price = np.full(entries.size, np.nan)
+    exit_price[closed] = _fill_prices(data.open[exits[closed]], -side[closed], slip, tick)
+
+    fraction = min(config.sizing.fraction_pct / 100, config.risk.max_exposure_pct / 100, config.leverage)
+    signal_close = data.close[entries - 1]
+    units = np.minimum(fraction / signal_close, config.leverage / (entry_price * (1 + rate)))  # size per equity
+    gross = np.where(closed, side * (exit_price - entry_price) - rate * (entry_price + exit_price), 0.0)
+    growth = np.where(closed, 1.0 + units * gross, 1.0)
+    before = config_cash(config) * np.concatenate([[1.0], np.cumprod(growth)[:-1]])
+    size = units * before
+    if np.any(size * signal_close < float(config.min_order_quote)):
+        return None
+    fees = rate * size * (entry_price + np.where(closed, exit_price, 0.0))
+    pnl = np.where(closed, before * (growth - 1.0), -rate * size * entry_price)
+    reasons = tuple(("signal SELL" if s > 0 else "signal BUY") if c else "" for c, s in zip(closed, side, strict=True))
+    trades = TradeTable.from_columns(
+        side, entries, exits, data.open_time[entries], np.where(closed, data.open_time[np.maximum(exits, 0)], -1),
+        entry_price, exit_price, size, fees, pnl, reasons)
+    equity = _equity_curve(data.close, position, entries, side, size, entry_price, before, growth,
+                           config_cash(config), rate)
+    return FastRun(trades, equity, position)
+
+
+def config_cash(config: BotConfig) -> float:
+    return float(config.starting_balance)
+
+
+def _fill_prices(opens: np.ndarray, side: np.ndarray, slip: float, tick: Decimal) -> np.ndarray:
+    """The broker's fill price: the open moved ``slip`` against the trader, rounded to the tick."""
+    if slip == 0.0:
+        return opens.astype(np.float64, copy=True)
+    raw = np.where(side > 0, opens * (1 + slip), opens * (1 - slip))
+    return np.array([float((Decimal(repr(float(p))) / tick).to_integral_value(ROUND_HALF_EVEN) * tick)
+                     for p in raw], dtype=np.float64)
+
+
+def _equity_curve(close: np.ndarray, position: np.ndarray, entries: np.ndarray, side: np.ndarray,
+                  size: np.ndarray, entry_price: np.ndarray, before: np.ndarray, growth: np.ndarray,
+                  cash: float, rate: float) -> np.ndarray:
+    n = close.shape[0]
+    if entries.size == 0:
+        return np.full(n, cash, dtype=np.float64)
+    marks = np.zeros(n, dtype=np.int64)
+    marks[entries] = np.arange(1, entries.size + 1)
+    latest = np.maximum.accumulate(marks) - 1  # the latest trade entered at or before each bar
+    t = np.maximum(latest, 0)
+    cost = size[t] * entry_price[t]
+    balance = before[t] - rate * cost
+    holding = balance + side[t] * (close * size[t] - cost)
+    after_exit = np.where(latest >= 0, before[t] * growth[t], cash)
+    return np.where(position != 0, holding, after_exit)

@@ -1,0 +1,499 @@
+"""PaperBroker: one simulated account on one instrument, shared by live bots and the backtester.
+
+Pure: no I/O, no database, no clock. Time only enters through ``on_bar(open_time_ms, ...)``.
+The full API, fill rules and rounding rules are documented in docs/paper_trading.md.
+
+Accounting is margin style (the same for spot-long and long/short):
+``balance = starting balance + realised PnL - fees`` and ``equity = balance + unrealised PnL``.
+Money (balance, cost basis, fees, PnL) is :class:`~decimal.Decimal` rounded to the cent at each
+fill; quantities are rounded down to ``lot_size`` and fill prices to ``price_tick``. Trigger checks
+(limits, stops, take-profits) compare floats, so a bar with nothing to do costs a few attribute
+checks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from enum import StrEnum
+from typing import Any, Protocol
+
+from config.domain import Side
+
+CENT = Decimal("0.01")
+_ZERO = Decimal(0)
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"  # a protective stop-loss / trailing stop (created by the broker)
+    TAKE_PROFIT = "take_profit"  # a protective take-profit (created by the broker)
+
+
+class Liquidity(StrEnum):
+    MAKER = "maker"
+    TAKER = "taker"
+
+
+@dataclass(frozen=True, slots=True)
+class FeeModel:
+    """Fee rates as fractions of notional (default: OKX spot regular tier, taker 0.10%, maker 0.08%)."""
+
+    maker_rate: Decimal = Decimal("0.0008")
+    taker_rate: Decimal = Decimal("0.0010")
+
+
+class SlippageModel(Protocol):
+    def bps(self, quantity: float, price: float, reference_volume: float) -> float:
+        """Adverse slippage in basis points for a taker order of ``quantity`` at ``price``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FixedSlippage:
+    """The same adverse slippage for every taker fill."""
+
+    bps_value: float = 0.0
+
+    def bps(self, quantity: float, price: float, reference_volume: float) -> float:
+        return self.bps_value
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeSlippage:
+    """Square-root market impact: ``base_bps + impact_bps * sqrt(quantity / reference_volume)``.
+
+    ``reference_volume`` is the base-currency volume of the last bar before the fill, so an order
+    that is 1% of that bar's volume pays ``base_bps + impact_bps * 0.1``. Capped at ``max_bps``
+    (also used when the reference bar traded nothing).
+    """
+
+    base_bps: float = 1.0
+    impact_bps: float = 50.0
+    max_bps: float = 100.0
+
+    def bps(self, quantity: float, price: float, reference_volume: float) -> float:
+        if reference_volume <= 0.0:
+            return self.max_bps
+        return min(self.max_bps, self.base_bps + self.impact_bps * math.sqrt(quantity / reference_volume))
+
+
+@dataclass(frozen=True, slots=True)
+class Protection:
+    """Exits attached to every position, in percent of the average entry price (None = off)."""
+
+    stop_loss_pct: float | None = None
+    take_profit_pct: float | None = None
+    trailing_stop_pct: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    order_id: str
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    limit_price: float | None = None
+    reason: str = ""
+    reduce_only: bool = False
+    created_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution. ``price`` includes slippage; ``position_after`` is signed (short < 0)."""
+
+    order_id: str
+    order_type: OrderType
+    ts_ms: int
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    liquidity: Liquidity
+    slippage_bps: float
+    realised_pnl: Decimal
+    reason: str
+    position_after: Decimal
+    balance_after: Decimal
+
+    @property
+    def notional(self) -> Decimal:
+        return (self.quantity * self.price).quantize(CENT, ROUND_HALF_EVEN)
+
+
+_NO_FILLS: tuple[Fill, ...] = ()
+
+
+def to_decimal(value: float | int | str | Decimal) -> Decimal:
+    """Exact decimal of a float's shortest repr (``0.1`` -> ``Decimal('0.1')``)."""
+    return value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else value)
+
+
+class PaperBroker:
+    """A simulated account trading one instrument bar by bar (see docs/paper_trading.md).
+
+    Call :meth:`on_bar` once per bar, in time order. Orders submitted after bar ``t`` fill during
+    bar ``t+1``: market orders at its open plus slippage, limit orders when the bar trades
+    through the limit. Protective exits are checked on every bar a position is open, stop first.
+    """
+
+    def __init__(
+        self,
+        starting_balance: Decimal | float | int | str,
+        *,
+        fees: FeeModel | None = None,
+        slippage: SlippageModel | None = None,
+        protection: Protection | None = None,
+        leverage: float = 1.0,
+        allow_short: bool = False,
+        lot_size: Decimal | str = "0.00000001",
+        price_tick: Decimal | str = "0.00000001",
+        order_id_prefix: str = "",
+    ) -> None:
+        balance = to_decimal(starting_balance)
+        if not balance > 0:
+            raise ValueError(f"starting balance must be > 0, got {balance}")
+        if not 1.0 <= leverage:
+            raise ValueError(f"leverage must be >= 1, got {leverage}")
+        self.starting_balance = balance.quantize(CENT, ROUND_HALF_EVEN)
+        self.fees = fees or FeeModel()
+        self.slippage: SlippageModel = slippage or FixedSlippage(0.0)
+        self.protection = protection or Protection()
+        self.leverage = leverage
+        self.allow_short = allow_short
+        self.lot_size = to_decimal(lot_size)
+        self.price_tick = to_decimal(price_tick)
+        self.order_id_prefix = order_id_prefix
+
+        self.balance = self.starting_balance
+        self.fees_paid = _ZERO
+        self.realised_pnl = _ZERO
+        self.quantity = _ZERO  # signed position size
+        self.cost = _ZERO  # entry notional of the open quantity (quote, cents, >= 0)
+        self.entries = 0  # entry fills since the position was opened
+        self.stop_price: float | None = None
+        self.take_profit_price: float | None = None
+        self.trailing_extreme: float | None = None  # best price since entry (high if long, low if short)
+        self.last_time_ms: int | None = None
+        self.last_close = 0.0
+        self.last_volume = 0.0
+        self.rejected: list[tuple[Order, str]] = []  # orders the broker refused at fill time; caller drains
+        self._orders: dict[str, Order] = {}
+        self._idle = True
+        self._direction = 0  # +1 long, -1 short, 0 flat (mirror of the sign of ``quantity``)
+        self._qty_f = 0.0
+        self._cost_f = 0.0
+
+    # ------------------------------------------------------------------ accessors
+
+    @property
+    def position_side(self) -> int:
+        """+1 long, -1 short, 0 flat."""
+        return self._direction
+
+    @property
+    def entry_price(self) -> Decimal | None:
+        """Average entry price of the open position (cost / size), or None when flat."""
+        if not self._direction:
+            return None
+        return self.cost / abs(self.quantity)
+
+    @property
+    def open_orders(self) -> list[Order]:
+        return list(self._orders.values())
+
+    def unrealised_pnl(self, price: float | None = None) -> float:
+        """Unrealised PnL (float) at ``price`` (default: last close)."""
+        if not self._direction:
+            return 0.0
+        mark = self.last_close if price is None else price
+        return self._direction * (mark * self._qty_f - self._cost_f)
+
+    def equity(self, price: float | None = None) -> float:
+        """Balance plus unrealised PnL (float, for curves and risk checks)."""
+        return float(self.balance) + self.unrealised_pnl(price)
+
+    def exposure(self, price: float | None = None) -> float:
+        """Absolute notional of the open position at ``price`` (default: last close)."""
+        return self._qty_f * (self.last_close if price is None else price)
+
+    def unrealised_pnl_decimal(self, price: float | None = None) -> Decimal:
+        """Unrealised PnL rounded to the cent (what is stored in equity snapshots)."""
+        if not self._direction:
+            return _ZERO
+        mark = to_decimal(self.last_close if price is None else price)
+        value = (mark * abs(self.quantity)).quantize(CENT, ROUND_HALF_EVEN)
+        return (value - self.cost) * self._direction
+
+    def equity_decimal(self, price: float | None = None) -> Decimal:
+        return self.balance + self.unrealised_pnl_decimal(price)
+
+    # ------------------------------------------------------------------ orders
+
+    def round_quantity(self, quantity: Decimal | float) -> Decimal:
+        """Round a size down to a whole number of lots."""
+        q = to_decimal(quantity)
+        return (q / self.lot_size).to_integral_value(ROUND_DOWN) * self.lot_size
+
+    def submit_market(self, order_id: str, side: Side, quantity: Decimal | float, *, reason: str = "",
+                      reduce_only: bool = False) -> Order:
+        """Queue a market order; it fills at the next bar's open plus slippage (taker fee)."""
+        return self._submit(Order(order_id, Side(side), OrderType.MARKET, self.round_quantity(quantity),
+                                  None, reason, reduce_only, self.last_time_ms))
+
+    def submit_limit(self, order_id: str, side: Side, quantity: Decimal | float, price: float, *,
+                     reason: str = "", reduce_only: bool = False) -> Order:
+        """Queue a limit order; it fills at the limit when a later bar trades through it (maker fee),
+        or at the bar's open when the open is already better than the limit (taker fee)."""
+        if not (price > 0 and math.isfinite(price)):
+            raise ValueError(f"limit price must be a positive finite number, got {price!r}")
+        return self._submit(Order(order_id, Side(side), OrderType.LIMIT, self.round_quantity(quantity),
+                                  float(price), reason, reduce_only, self.last_time_ms))
+
+    def close_position(self, order_id: str, reason: str = "close") -> Order | None:
+        """Queue a reduce-only market order for the whole position (None when flat)."""
+        if not self._direction:
+            return None
+        side = Side.SELL if self._direction > 0 else Side.BUY
+        return self.submit_market(order_id, side, abs(self.quantity), reason=reason, reduce_only=True)
+
+    def cancel(self, order_id: str) -> Order | None:
+        order = self._orders.pop(order_id, None)
+        self._update_idle()
+        return order
+
+    def cancel_all(self) -> list[Order]:
+        cancelled = list(self._orders.values())
+        self._orders.clear()
+        self._update_idle()
+        return cancelled
+
+    def _submit(self, order: Order) -> Order:
+        if order.quantity <= 0:
+            raise ValueError(f"order {order.order_id}: quantity must be at least one lot ({self.lot_size}), "
+                             f"got {order.quantity}")
+        if order.order_id in self._orders:
+            raise ValueError(f"order id {order.order_id!r} is already open")
+        if order.side is Side.SELL and not self.allow_short and not order.reduce_only:
+            pending = sum((o.quantity for o in self._orders.values() if o.side is Side.SELL), _ZERO)
+            if order.quantity + pending > max(self.quantity, _ZERO):
+                raise ValueError(f"order {order.order_id}: selling {order.quantity} would open a short "
+                                 f"(position {self.quantity}) and this account is long-only")
+        self._orders[order.order_id] = order
+        self._idle = False
+        return order
+
+    # ------------------------------------------------------------------ the bar loop
+
+    def on_bar(self, open_time_ms: int, o: float, h: float, l: float, c: float, v: float,  # noqa: E741
+               ) -> Sequence[Fill]:
+        """Advance one bar: fill pending orders, check protective exits, mark to ``c``.
+
+        Returns the fills of this bar in execution order (an empty tuple when nothing happened).
+        """
+        if self._idle:
+            self.last_time_ms = open_time_ms
+            self.last_close = c
+            self.last_volume = v
+            return _NO_FILLS
+        fills: list[Fill] = []
+        if self._orders:
+            self._fill_orders(open_time_ms, o, h, l, fills)
+        if self._direction:
+            self._check_protection(open_time_ms, o, h, l, fills)
+        if self._direction and self.trailing_extreme is not None:
+            self.trailing_extreme = max(self.trailing_extreme, h) if self._direction > 0 \
+                else min(self.trailing_extreme, l)
+        self.last_time_ms = open_time_ms
+        self.last_close = c
+        self.last_volume = v
+        self._update_idle()
+        return fills
+
+    def _fill_orders(self, ts: int, o: float, h: float, l: float, fills: list[Fill]) -> None:  # noqa: E741
+        for order in list(self._orders.values()):
+            if order.order_type is OrderType.MARKET:
+                bps = self.slippage.bps(float(order.quantity), o, self.last_volume)
+                price = o * (1 + bps / 10_000) if order.side is Side.BUY else o * (1 - bps / 10_000)
+                liquidity, slip = Liquidity.TAKER, bps
+            else:
+                limit = order.limit_price
+                assert limit is not None
+                buy = order.side is Side.BUY
+                if (o <= limit) if buy else (o >= limit):
+                    price, liquidity = o, Liquidity.TAKER  # already marketable at the open
+                elif (l < limit) if buy else (h > limit):
+                    price, liquidity = limit, Liquidity.MAKER  # the bar traded through the limit
+                else:
+                    continue
+                slip = 0.0
+            del self._orders[order.order_id]
+            fill = self._execute(order, ts, price, liquidity, slip)
+            if fill is not None:
+                fills.append(fill)
+
+    def _check_protection(self, ts: int, o: float, h: float, l: float, fills: list[Fill]) -> None:  # noqa: E741
+        long = self._direction > 0
+        stop, reason = self.stop_price, "stop_loss"
+        trail_pct = self.protection.trailing_stop_pct
+        if trail_pct is not None and self.trailing_extreme is not None:
+            trail = self.trailing_extreme * (1 - trail_pct / 100) if long \
+                else self.trailing_extreme * (1 + trail_pct / 100)
+            if stop is None or (trail > stop if long else trail < stop):
+                stop, reason = trail, "trailing_stop"
+        side = Side.SELL if long else Side.BUY
+        if stop is not None and ((l <= stop) if long else (h >= stop)):
+            # Worst case first: when the stop and the take-profit are both inside this bar,
+            # the stop is assumed to have been hit first. A gap through the stop fills at the open.
+            trigger = min(o, stop) if long else max(o, stop)
+            bps = self.slippage.bps(self._qty_f, trigger, self.last_volume)
+            price = trigger * (1 - bps / 10_000) if long else trigger * (1 + bps / 10_000)
+            order = Order(self._protective_id(ts, "sl" if reason == "stop_loss" else "ts"), side,
+                          OrderType.STOP, abs(self.quantity), stop, reason, True, ts)
+            fill = self._execute(order, ts, price, Liquidity.TAKER, bps)
+        else:
+            take = self.take_profit_price
+            if take is None or not ((h > take) if long else (l < take)):
+                return
+            order = Order(self._protective_id(ts, "tp"), side, OrderType.TAKE_PROFIT, abs(self.quantity),
+                          take, "take_profit", True, ts)
+            fill = self._execute(order, ts, take, Liquidity.MAKER, 0.0)
+        if fill is not None:
+            fills.append(fill)
+            self._orders = {k: v for k, v in self._orders.items() if not v.reduce_only}
+
+    def _protective_id(self, ts: int, kind: str) -> str:
+        return f"{self.order_id_prefix}{ts}-{kind}"
+
+    # ------------------------------------------------------------------ execution and accounting
+
+    def _execute(self, order: Order, ts: int, raw_price: float, liquidity: Liquidity,
+                 slip_bps: float) -> Fill | None:
+        price = (to_decimal(raw_price) / self.price_tick).to_integral_value(ROUND_HALF_EVEN) * self.price_tick
+        sign = 1 if order.side is Side.BUY else -1
+        quantity = order.quantity
+        if order.reduce_only:
+            if self._direction != -sign:
+                self.rejected.append((order, "nothing to reduce"))
+                return None
+            quantity = min(quantity, abs(self.quantity))
+        closing = min(quantity, abs(self.quantity)) if self._direction == -sign else _ZERO
+        opening = quantity - closing
+        if opening > 0:
+            opening = self._affordable(opening, price, closing)
+            if opening <= 0 and closing <= 0:
+                self.rejected.append((order, "insufficient margin"))
+                return None
+            quantity = closing + opening
+        rate = self.fees.maker_rate if liquidity is Liquidity.MAKER else self.fees.taker_rate
+        notional = (quantity * price).quantize(CENT, ROUND_HALF_EVEN)
+        fee = (notional * rate).quantize(CENT, ROUND_HALF_UP)
+        realised = _ZERO
+        if closing > 0:
+            size = abs(self.quantity)
+            exit_value = notional if opening == 0 else (closing * price).quantize(CENT, ROUND_HALF_EVEN)
+            cost_part = self.cost if closing == size else (self.cost * closing / size).quantize(CENT, ROUND_HALF_EVEN)
+            realised = (exit_value - cost_part) * self._direction
+            self.cost -= cost_part
+            self.quantity += sign * closing
+            if self.quantity == 0:
+                self._flat()
+            notional -= exit_value
+        if opening > 0:
+            was_flat = self._direction == 0
+            self.cost += notional
+            self.quantity += sign * opening
+            self._direction = sign
+            self.entries = 1 if was_flat else self.entries + 1
+            self._set_levels(float(price), was_flat)
+        self.balance += realised - fee
+        self.realised_pnl += realised
+        self.fees_paid += fee
+        self._qty_f = float(abs(self.quantity))
+        self._cost_f = float(self.cost)
+        return Fill(order.order_id, order.order_type, ts, order.side, quantity, price, fee, liquidity,
+                    slip_bps, realised, order.reason, self.quantity, self.balance)
+
+    def _affordable(self, quantity: Decimal, price: Decimal, closing: Decimal) -> Decimal:
+        """Clamp a position-increasing quantity to what equity x leverage allows (fees included)."""
+        equity = self.equity_decimal(float(price))
+        held = (abs(self.quantity) - closing) * price
+        room = equity * to_decimal(self.leverage) - held
+        if room <= 0:
+            return _ZERO
+        limit = self.round_quantity(room / (price * (1 + self.fees.taker_rate)))
+        return min(quantity, limit)
+
+    def _set_levels(self, fill_price: float, new_position: bool) -> None:
+        entry = float(self.cost / abs(self.quantity))
+        long = self._direction > 0
+        p = self.protection
+        self.stop_price = None if p.stop_loss_pct is None else \
+            entry * (1 - p.stop_loss_pct / 100) if long else entry * (1 + p.stop_loss_pct / 100)
+        self.take_profit_price = None if p.take_profit_pct is None else \
+            entry * (1 + p.take_profit_pct / 100) if long else entry * (1 - p.take_profit_pct / 100)
+        if p.trailing_stop_pct is not None and (new_position or self.trailing_extreme is None):
+            self.trailing_extreme = fill_price
+
+    def _flat(self) -> None:
+        self.quantity = _ZERO
+        self.cost = _ZERO
+        self._direction = 0
+        self.entries = 0
+        self.stop_price = self.take_profit_price = self.trailing_extreme = None
+
+    def _update_idle(self) -> None:
+        self._idle = not self._orders and not self._direction
+
+    # ------------------------------------------------------------------ persistence
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-safe state; :meth:`restore` on a broker built with the same settings resumes it exactly."""
+        return {
+            "balance": str(self.balance), "fees_paid": str(self.fees_paid),
+            "realised_pnl": str(self.realised_pnl), "quantity": str(self.quantity), "cost": str(self.cost),
+            "entries": self.entries, "stop_price": self.stop_price, "take_profit_price": self.take_profit_price,
+            "trailing_extreme": self.trailing_extreme, "last_time_ms": self.last_time_ms,
+            "last_close": self.last_close, "last_volume": self.last_volume,
+            "orders": [_order_to_dict(o) for o in self._orders.values()],
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.balance = Decimal(state["balance"])
+        self.fees_paid = Decimal(state["fees_paid"])
+        self.realised_pnl = Decimal(state["realised_pnl"])
+        self.quantity = Decimal(state["quantity"])
+        self.cost = Decimal(state["cost"])
+        self.entries = int(state["entries"])
+        self.stop_price = state["stop_price"]
+        self.take_profit_price = state["take_profit_price"]
+        self.trailing_extreme = state["trailing_extreme"]
+        self.last_time_ms = state["last_time_ms"]
+        self.last_close = float(state["last_close"])
+        self.last_volume = float(state["last_volume"])
+        self._orders = {d["order_id"]: _order_from_dict(d) for d in state["orders"]}
+        self._direction = (self.quantity > 0) - (self.quantity < 0)
+        self._qty_f = float(abs(self.quantity))
+        self._cost_f = float(self.cost)
+        self._update_idle()
+
+
+def _order_to_dict(order: Order) -> dict[str, Any]:
+    return {"order_id": order.order_id, "side": order.side.value, "order_type": order.order_type.value,
+            "quantity": str(order.quantity), "limit_price": order.limit_price, "reason": order.reason,
+            "reduce_only": order.reduce_only, "created_ms": order.created_ms}
+
+
+def _order_from_dict(d: dict[str, Any]) -> Order:
+    return Order(d["order_id"], Side(d["side"]), OrderType(d["order_type"]), Decimal(d["quantity"]),
+                 d["limit_price"], d["reason"], d["reduce_only"], d["created_ms"])
+
+
+__all__ = [
+    "CENT", "FeeModel", "Fill", "FixedSlippage", "Liquidity", "Order", "OrderType", "PaperBroker",
+    "Protection", "SlippageModel", "VolumeSlippage", "to_decimal",
+]

@@ -1,0 +1,1 @@
+"""The Dash dashboard: market, bots, backtests and system pages (see docs/dashboard.md)."""

@@ -1,0 +1,1 @@
+"""One module per page: ``PATH``, ``TITLE``, ``layout(context)`` and ``register(app, context)``."""

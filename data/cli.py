@@ -1,0 +1,175 @@
+"""``python main.py collect | backfill | replay | tape …`` (market data commands)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from datetime import UTC, datetime
+
+from config.domain import datetime_to_ms
+from config.settings import get_settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    collect = subparsers.add_parser("collect", help="run the OKX collector until SIGINT/SIGTERM")
+    collect.add_argument("--symbols", help="comma-separated instIds (default: SYMBOLS)")
+    collect.add_argument("--okx-ws-url", help="public WebSocket URL (default: MARKET_SOURCE decides)")
+    collect.add_argument("--okx-rest-url", help="REST base URL (default: MARKET_SOURCE decides)")
+    collect.add_argument("--no-trades", action="store_true", help="do not store raw trades")
+    collect.set_defaults(func=_collect)
+
+    backfill = subparsers.add_parser("backfill", help="fetch 1m candles from OKX REST and roll them up")
+    backfill.add_argument("--symbol", required=True)
+    backfill.add_argument("--start", required=True, help="ISO time or date, UTC (e.g. 2026-01-01T00:00)")
+    backfill.add_argument("--end", help="ISO time, UTC (default: now)")
+    backfill.add_argument("--okx-rest-url", help="REST base URL (default: OKX_REST_URL)")
+    backfill.set_defaults(func=_backfill)
+
+    replay = subparsers.add_parser("replay", help="serve tapes as the OKX v5 public WebSocket + REST candles")
+    replay.add_argument("--tape", action="append", default=[], help="CSV or CSV.gz tape (repeatable)")
+    replay.add_argument("--symbol", action="append", default=[],
+                        help="instId for the tape at the same position (repeatable); without --tape, the "
+                             "bundled demo tapes for these symbols")
+    replay.add_argument("--speed", type=float, default=1.0, help="N x real time; 0 = as fast as the client reads")
+    replay.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 = any free port)")
+    replay.add_argument("--loop", action="store_true", help="repeat the tape with shifted times and ids")
+    replay.add_argument("--history-minutes", type=int, default=0,
+                        help="open the market this far into the tape (the skipped part is REST history)")
+    replay.set_defaults(func=_replay)
+
+    tape = subparsers.add_parser("tape", help="make replay tapes")
+    sub = tape.add_subparsers(dest="tape_command", required=True)
+    convert = sub.add_parser("convert", help="normalised Binance trade CSV -> tape")
+    convert.add_argument("source")
+    convert.add_argument("destination")
+    convert.set_defaults(func=_tape_convert)
+    synth = sub.add_parser("synth", help="1m candle CSV(.gz) -> synthetic tape")
+    synth.add_argument("source")
+    synth.add_argument("destination")
+    synth.add_argument("--seed", type=int, default=7)
+    synth.add_argument("--price-scale", type=float, default=1.0)
+    synth.add_argument("--price-decimals", type=int, default=1)
+    synth.add_argument("--size-decimals", type=int, default=8)
+    synth.add_argument("--first-trade-id", type=int, default=1_000_000_000)
+    synth.set_defaults(func=_tape_synth)
+
+
+def _run_until_signal(main: object) -> int:
+    """Run ``main(stop)`` with SIGINT/SIGTERM setting ``stop``."""
+
+    async def runner() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        return await main(stop)  # type: ignore[operator, no-any-return]
+
+    return asyncio.run(runner())
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from data.bus import make_bus
+    from data.service import resolve_market_source, run_market_data
+    from database.migrate import upgrade
+
+    settings = get_settings()
+    symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip()) if args.symbols else settings.symbols
+    if args.no_trades:
+        settings = settings.model_copy(update={"store_raw_trades": False})
+    upgrade(settings.effective_database_url)
+
+    async def main(stop: asyncio.Event) -> int:
+        source = None
+        ws_url, rest_url = args.okx_ws_url, args.okx_rest_url
+        if ws_url is None or rest_url is None:
+            source = await resolve_market_source(settings.model_copy(update={"symbols": symbols}))
+            ws_url, rest_url = ws_url or source.ws_url, rest_url or source.rest_url
+        bus = make_bus(settings.redis_url, settings.redis_prefix)
+        try:
+            await run_market_data(settings, bus, stop, symbols=symbols, ws_url=ws_url, rest_url=rest_url)
+        finally:
+            await bus.close()
+            if source is not None:
+                await source.close()
+        return 0
+
+    return _run_until_signal(main)
+
+
+def _parse_time(text: str) -> int:
+    value = datetime.fromisoformat(text)
+    return datetime_to_ms(value if value.tzinfo else value.replace(tzinfo=UTC))
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from data.backfill import backfill_range
+    from data.okx.rest import OkxRest
+    from database.engine import make_engine
+    from database.migrate import upgrade
+
+    settings = get_settings()
+    start = _parse_time(args.start)
+    end = _parse_time(args.end) if args.end else datetime_to_ms(datetime.now(UTC))
+    if end <= start:
+        print(f"error: --end ({args.end}) must be after --start ({args.start})", file=sys.stderr)
+        return 2
+    upgrade(settings.effective_database_url)
+
+    async def main() -> dict[object, int]:
+        rest = OkxRest(args.okx_rest_url or settings.okx_rest_url)
+        engine = make_engine(settings.effective_database_url)
+        try:
+            return await backfill_range(rest, engine, args.symbol, start, end, settings.timeframes)
+        finally:
+            await rest.close()
+            engine.dispose()
+
+    written = asyncio.run(main())
+    print(" ".join(f"{tf}={n}" for tf, n in written.items()))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from data.replay.server import ReplayServer
+    from data.replay.tape import read_tape
+    from data.service import demo_tapes
+
+    if args.tape:
+        if len(args.symbol) != len(args.tape):
+            print(f"error: give one --symbol per --tape (got {len(args.tape)} tapes, {len(args.symbol)} symbols)",
+                  file=sys.stderr)
+            return 2
+        tapes = {symbol: read_tape(path) for symbol, path in zip(args.symbol, args.tape, strict=True)}
+    else:
+        tapes = demo_tapes(args.symbol or get_settings().symbols)
+
+    async def main(stop: asyncio.Event) -> int:
+        server = ReplayServer(tapes, speed=args.speed, loop=args.loop, port=args.port,
+                              history_ms=args.history_minutes * 60_000)
+        await server.start()
+        print(f"replay: serving {','.join(tapes)} on {server.ws_url} rest {server.rest_url}", flush=True)
+        await stop.wait()
+        await server.close()
+        return 0
+
+    return _run_until_signal(main)
+
+
+def _tape_convert(args: argparse.Namespace) -> int:
+    from data.replay.tape import convert_binance
+
+    print(convert_binance(args.source, args.destination))
+    return 0
+
+
+def _tape_synth(args: argparse.Namespace) -> int:
+    from data.replay.synth import synthesise
+
+    print(synthesise(args.source, args.destination, seed=args.seed, price_scale=args.price_scale,
+                     price_decimals=args.price_decimals, size_decimals=args.size_decimals,
+                     first_trade_id=args.first_trade_id))
+    return 0

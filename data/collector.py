@@ -1,0 +1,226 @@
+"""The collector: OKX stream -> candle engine -> storage writer -> bus, with REST repairs and health.
+
+Ordering: a closed candle is written to the database first and published after the commit
+(:mod:`data.writer`); forming candles go straight to the bus. On stop, inputs stop first, then the
+writer flushes, then the publisher drains, then a final health report says "stopped".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from config.domain import DEFAULT_TIMEFRAMES, Timeframe
+from data.backfill import INITIAL_LOOKBACK_MS, Backfiller
+from data.bars import MINUTE_MS
+from data.bus import Bus
+from data.engine import DEFAULT_GRACE_MS, CandleEngine
+from data.health import HealthReporter, Report, collector_component
+from data.okx.client import OkxTradeStream, StreamState, now_ms
+from data.okx.frames import WireTrade
+from data.okx.rest import OkxRest
+from data.publisher import CandlePublisher
+from data.writer import StorageWriter
+from database.engine import make_engine, make_session_factory, session_scope
+from database.repositories.market import get_candles, latest_candle_time_ms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    symbols: tuple[str, ...]
+    ws_url: str
+    rest_url: str
+    database_url: str
+    timeframes: tuple[Timeframe, ...] = DEFAULT_TIMEFRAMES
+    exchange: str = "okx"
+    store_trades: bool = True
+    trade_retention_days: int | None = 7
+    grace_ms: int = DEFAULT_GRACE_MS
+    tick_s: float = 0.25
+    flush_interval_s: float = 0.2
+    health_interval_s: float = 5.0
+    ping_after_s: float = 20.0
+    pong_timeout_s: float = 10.0
+    initial_lookback_ms: int = INITIAL_LOOKBACK_MS
+    repair_ready_delay_s: float = 1.0
+
+
+class Collector:
+    def __init__(self, config: CollectorConfig, bus: Bus) -> None:
+        if not config.symbols:
+            raise ValueError("the collector needs at least one symbol")
+        self.config = config
+        self.bus = bus
+        self.db = make_engine(config.database_url)
+        self.engine = CandleEngine(config.symbols, config.timeframes, exchange=config.exchange,
+                                   grace_ms=config.grace_ms)
+        self.publisher = CandlePublisher(bus)
+        self.health = HealthReporter(self.db, bus, self._health, interval=config.health_interval_s)
+        self.writer = StorageWriter(self.db, exchange=config.exchange, store_trades=config.store_trades,
+                                    flush_interval=config.flush_interval_s,
+                                    trade_retention_days=config.trade_retention_days,
+                                    on_stored=self.publisher.closed,
+                                    on_event=lambda lvl, msg, data: self.health.event("writer", lvl, msg, data))
+        self.rest = OkxRest(config.rest_url)
+        self.backfiller = Backfiller(self.rest, self.engine, self._drain,
+                                     initial_lookback_ms=config.initial_lookback_ms,
+                                     ready_delay=config.repair_ready_delay_s, on_event=self._symbol_event)
+        self.stream = OkxTradeStream(config.ws_url, config.symbols, self._on_trades,
+                                     on_subscribed=self.engine.on_connected,
+                                     on_disconnected=self._on_disconnected,
+                                     ping_after=config.ping_after_s, pong_timeout=config.pong_timeout_s)
+        self._store_trades = config.store_trades
+        self._symbols = frozenset(config.symbols)
+        self._last_counts: dict[str, int] = {}
+        self._last_frames = 0
+
+    # ------------------------------------------------------------------ hot path
+
+    def _on_trades(self, symbol: str, trades: list[WireTrade], received_ms: int) -> None:
+        engine = self.engine
+        engine.on_trades(symbol, trades, received_ms)
+        if self._store_trades and symbol in self._symbols:
+            self.writer.add_trades(symbol, trades)
+        if engine.has_output:
+            self._drain()
+
+    def _drain(self) -> None:
+        out = self.engine.drain()
+        if out.closed:
+            self.writer.add_candles(out.closed)
+        for request in out.repairs:
+            self.backfiller.submit(request)
+
+    def _on_disconnected(self, symbols: Sequence[str]) -> None:
+        for symbol in symbols:
+            self.engine.on_disconnected(symbol)
+
+    def _symbol_event(self, level: str, message: str, data: dict[str, object]) -> None:
+        symbol = str(data.get("symbol", ""))
+        self.health.event(collector_component(self.config.exchange, symbol), level, message, data)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Collect until ``stop`` is set; then flush what is buffered and return."""
+        await asyncio.to_thread(self._seed)
+        inputs_stop, writer_stop, publisher_stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        writer = asyncio.create_task(self.writer.run(writer_stop), name="writer")
+        publisher = asyncio.create_task(self.publisher.run(publisher_stop), name="publisher")
+        inputs = [
+            asyncio.create_task(self.stream.run(inputs_stop), name="okx stream"),
+            asyncio.create_task(self._tick(inputs_stop), name="engine clock"),
+            asyncio.create_task(self.health.run(inputs_stop), name="health"),
+        ]
+        log.info("collector: started", extra={"symbols": ",".join(self.config.symbols),
+                                              "ws": self.config.ws_url, "rest": self.config.rest_url})
+        try:
+            stopper = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([stopper, *inputs], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopper and task.exception() is not None:
+                    log.error("collector: task failed", exc_info=task.exception())
+            stopper.cancel()
+        finally:
+            inputs_stop.set()
+            for task in inputs:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, 5.0)
+            await self.backfiller.close()
+            self._drain()
+            writer_stop.set()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+            publisher_stop.set()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(publisher, 10.0)
+            with contextlib.suppress(Exception):
+                await self.health.report(self.config.health_interval_s, final_status="stopped")
+            await self.rest.close()
+            self.db.dispose()
+            log.info("collector: stopped", extra={"candles_written": self.writer.stats.candles_written,
+                                                  "trades_written": self.writer.stats.trades_written})
+
+    def _seed(self) -> None:
+        """Continue from what is stored: the engine's repairs start after the last stored minute."""
+        factory = make_session_factory(self.db)
+        widest = max(self.config.timeframes, key=lambda t: t.ms)
+        with session_scope(factory) as session:
+            for symbol in self.config.symbols:
+                last = latest_candle_time_ms(session, self.config.exchange, symbol, Timeframe.M1)
+                if last is None:
+                    continue
+                through = last + MINUTE_MS
+                minutes = get_candles(session, self.config.exchange, symbol, Timeframe.M1,
+                                      widest.floor(through), through)
+                self.engine.seed(symbol, minutes, through)
+
+    async def _tick(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.tick_s)
+            updates = self.engine.on_clock(now_ms())
+            if updates:
+                self.publisher.updates(updates)
+            if self.engine.has_output:
+                self._drain()
+
+    # ------------------------------------------------------------------ health
+
+    def _health(self, elapsed: float) -> Report:
+        reports: Report = {}
+        now = now_ms()
+        stream = self.stream.stats
+        frames_rate = (stream.frames - self._last_frames) / elapsed
+        self._last_frames = stream.frames
+        for symbol in self.config.symbols:
+            st = self.engine.stats(symbol)
+            bf = self.backfiller.stats[symbol]
+            state = self.stream.state[symbol]
+            rate = (st.trades - self._last_counts.get(symbol, 0)) / elapsed
+            self._last_counts[symbol] = st.trades
+            pending = self.engine.pending_repair(symbol)
+            if state is StreamState.SUBSCRIBED:
+                status = "degraded" if pending is not None else "ok"
+            elif state in (StreamState.CONNECTING, StreamState.SUBSCRIBING):
+                status = "degraded"
+            else:
+                status = "down"
+            data: dict[str, Any] = {
+                "state": state.value, "last_trade_ms": st.last_trade_ms or None,
+                "last_received_ms": st.last_received_ms or None, "trades_per_s": round(rate, 2),
+                "connection_frames_per_s": round(frames_rate, 2), "reconnects": stream.reconnects,
+                "gaps_backfilled": bf.repairs_done, "backfill_failures": bf.repairs_failed,
+                "minutes_backfilled": bf.minutes_fetched, "unrepaired_minutes": st.unrepaired_minutes,
+                "repair_pending": pending is not None, "malformed_frames": dict(stream.malformed),
+                "duplicates": st.duplicates, "late_revisions": st.late_revisions,
+                "late_dropped": st.late_dropped, "trades": st.trades,
+            }
+            if state is StreamState.REJECTED and stream.errors:
+                data["last_error"] = next((e for e in reversed(stream.errors) if e["symbol"] == symbol), None)
+            reports[collector_component(self.config.exchange, symbol)] = (status, data)
+        w = self.writer.stats
+        reports["writer"] = ("ok" if w.db_ok else "down", {
+            "db_ok": w.db_ok, "lag_ms": self.writer.lag_ms(), "candle_backlog": self.writer.candle_backlog,
+            "trade_backlog": self.writer.trade_backlog, "candles_written": w.candles_written,
+            "trades_written": w.trades_written, "candles_dropped": w.candles_dropped,
+            "trades_dropped": w.trades_dropped, "outage_since_ms": w.outage_since_ms,
+            "last_error": w.last_error, "last_write_ms": w.last_write_ms or None,
+        })
+        b = self.bus.stats
+        p = self.publisher.stats
+        reports["bus"] = ("ok" if b.connected and not b.backlog else "degraded", {
+            "kind": type(self.bus).__name__, "connected": b.connected, "backlog": b.backlog,
+            "published": b.published, "dropped": b.dropped, "reconnects": b.reconnects,
+            "last_error": b.last_error, "closed_published": p.closed_published,
+            "updates_published": p.updates_published,
+            "lag_ms": max(0, now - p.last_publish_ms) if self.publisher.backlog and p.last_publish_ms else 0,
+        })
+        return reports
+

@@ -1,0 +1,427 @@
+"""The candle engine: trades -> 1m candles -> higher timeframes, with gap repair (pure, injected clock).
+
+* Buckets come from the **trade timestamp** floored to the UTC minute; nothing is bucketed by the
+  wall clock. Only the 1m bar is updated per trade; 5m…1d are rolled up from final 1m candles.
+* A 1m candle closes when a trade of a later minute arrives, or when the estimated exchange time
+  (last trade time + wall time since it arrived) passes the minute end plus ``grace_ms``.
+* The last closed minute stays revisable while the newest trade time is within ``grace_ms`` of its
+  end: a late trade updates it and the candle (and the higher buckets holding it) is emitted again.
+  Later trades for older minutes are dropped and counted. Duplicate trade ids are ignored.
+* Minutes without trades produce no candle (live, backfill and replay REST alike).
+* After every (re)connect, the first trade starts a **repair**: minutes from the last final minute
+  through the first live minute (which the stream saw only partly) are taken from REST. Until the
+  repair is applied, later live minutes are held back, so every channel stays in time order.
+
+Outputs are collected and handed over by :meth:`CandleEngine.drain`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from config.domain import DEFAULT_TIMEFRAMES, Candle, Side, Timeframe, Trade
+from data.bars import MINUTE_MS, MinuteBar, RollingBucket, combine
+from data.okx.frames import WireTrade
+
+DEFAULT_GRACE_MS = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class RepairRequest:
+    """Fetch 1m candles ``[start_ms, end_ms)`` from REST; ``start_ms`` None = no history stored yet.
+
+    The last minute, ``live_minute_ms``, was only partly seen live: fetch it once it is complete
+    (:meth:`CandleEngine.repair_ready`).
+    """
+
+    symbol: str
+    repair_id: int
+    start_ms: int | None
+    live_minute_ms: int
+
+    @property
+    def end_ms(self) -> int:
+        return self.live_minute_ms + MINUTE_MS
+
+
+@dataclass
+class SymbolStats:
+    trades: int = 0
+    duplicates: int = 0
+    late_revisions: int = 0
+    late_dropped: int = 0
+    repairs: int = 0
+    repaired_minutes: int = 0
+    unrepaired_minutes: int = 0
+    last_trade_ms: int = 0
+    last_received_ms: int = 0
+
+
+@dataclass
+class Drained:
+    closed: list[Candle] = field(default_factory=list)
+    repairs: list[RepairRequest] = field(default_factory=list)
+
+
+class _Book:
+    __slots__ = ("symbol", "cur", "prev", "max_id", "watermark", "watermark_recv", "connected", "resync",
+                 "pending", "held", "partial", "final_through", "live_through", "minutes", "buckets",
+                 "closed_buckets", "dirty", "stats")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.cur: MinuteBar | None = None
+        self.prev: MinuteBar | None = None  # last closed minute, revisable within the grace
+        self.max_id = -1
+        self.watermark = 0
+        self.watermark_recv = 0
+        self.connected = True
+        self.resync = False
+        self.pending: RepairRequest | None = None
+        self.held: list[Candle] = []
+        self.partial: Candle | None = None  # the live (partial) view of the repair's last minute
+        self.final_through: int | None = None  # every minute before this is final
+        self.live_through = 0
+        self.minutes: dict[int, Candle] = {}
+        self.buckets: dict[Timeframe, RollingBucket] = {}
+        self.closed_buckets: dict[Timeframe, int] = {}  # start of the last closed bucket per timeframe
+        self.dirty = False
+        self.stats = SymbolStats()
+
+
+class CandleEngine:
+    """Builds candles for a fixed set of symbols. Not thread-safe; one event loop owns it."""
+
+    def __init__(self, symbols: Iterable[str], timeframes: Sequence[Timeframe] = DEFAULT_TIMEFRAMES, *,
+                 exchange: str = "okx", grace_ms: int = DEFAULT_GRACE_MS) -> None:
+        self.exchange = exchange
+        self.grace_ms = grace_ms
+        self.higher = tuple(sorted((tf for tf in set(timeframes) if tf is not Timeframe.M1), key=lambda t: t.ms))
+        self._books = {s: _Book(s) for s in symbols}
+        self._out = Drained()
+        self._next_repair = 1
+        self.unknown_symbol_trades = 0
+
+    # ------------------------------------------------------------------ inputs
+
+    def on_trades(self, symbol: str, trades: Sequence[WireTrade], received_ms: int) -> None:
+        """Count the trades of one push (the hot path)."""
+        book = self._books.get(symbol)
+        if book is None:
+            self.unknown_symbol_trades += len(trades)
+            return
+        if not trades:
+            return
+        if book.resync:
+            self._begin_repair(book, min(t.ts for t in trades))
+        bar = book.cur
+        max_id = book.max_id
+        start = bar.start if bar is not None else 0
+        end = start + MINUTE_MS if bar is not None else -1
+        buy = Side.BUY
+        for t in trades:
+            tid = t.tradeId
+            ts = t.ts
+            if tid > max_id and start <= ts < end:
+                px = t.px
+                sz = t.sz
+                max_id = tid
+                bar.ids.append(tid)  # type: ignore[union-attr]
+                bar.close = px  # type: ignore[union-attr]
+                bar.last_id = tid  # type: ignore[union-attr]
+                if px > bar.high:  # type: ignore[union-attr]
+                    bar.high = px  # type: ignore[union-attr]
+                elif px < bar.low:  # type: ignore[union-attr]
+                    bar.low = px  # type: ignore[union-attr]
+                bar.volume += sz  # type: ignore[union-attr]
+                bar.quote += px * sz  # type: ignore[union-attr]
+                if t.side is buy:
+                    bar.buy += sz  # type: ignore[union-attr]
+                bar.count += 1  # type: ignore[union-attr]
+                continue
+            book.max_id = max_id
+            self._slow_trade(book, tid, ts, t.px, t.sz, t.side is buy)
+            max_id = book.max_id
+            bar = book.cur
+            start = bar.start if bar is not None else 0
+            end = start + MINUTE_MS if bar is not None else -1
+        book.max_id = max_id
+        last = trades[-1].ts
+        if last > book.watermark:
+            book.watermark = last
+        book.watermark_recv = received_ms
+        stats = book.stats
+        stats.trades += len(trades)
+        stats.last_trade_ms = book.watermark
+        stats.last_received_ms = received_ms
+        book.dirty = True
+
+    def on_trade(self, trade: Trade) -> None:
+        """One domain trade (convenience for REST trades and tests)."""
+        wire = WireTrade(tradeId=trade.trade_id, px=trade.price, sz=trade.size, side=trade.side, ts=trade.ts_ms)
+        self.on_trades(trade.symbol, (wire,), trade.received_ms or trade.ts_ms)
+
+    def on_connected(self, symbol: str) -> None:
+        """The stream for ``symbol`` (re)started: its first trade will start a repair."""
+        book = self._books[symbol]
+        book.connected = True
+        book.resync = True
+
+    def on_disconnected(self, symbol: str) -> None:
+        """The stream stopped: the clock no longer closes or finalises anything for ``symbol``."""
+        self._books[symbol].connected = False
+
+    def seed(self, symbol: str, minutes: Sequence[Candle], final_through_ms: int) -> None:
+        """Start from stored history: every minute before ``final_through_ms`` is final and stored;
+        ``minutes`` are the stored 1m candles of the still-open higher buckets."""
+        book = self._books[symbol]
+        book.final_through = book.live_through = final_through_ms
+        book.buckets = {tf: RollingBucket(tf, tf.floor(final_through_ms)) for tf in self.higher}
+        for m in sorted(minutes, key=lambda c: c.open_time_ms):
+            if m.open_time_ms >= final_through_ms:
+                continue
+            book.minutes[m.open_time_ms] = m
+            for b in book.buckets.values():
+                if b.start <= m.open_time_ms:
+                    b.append(m)
+
+    def on_clock(self, now_ms: int, updates: bool = True) -> list[Candle]:
+        """Close what the estimated exchange time has passed; return forming candles of changed symbols."""
+        out: list[Candle] = []
+        grace = self.grace_ms
+        for book in self._books.values():
+            if book.watermark_recv and book.connected and not book.resync:
+                est = book.watermark + max(0, now_ms - book.watermark_recv)
+                if book.prev is not None and est >= book.prev.start + MINUTE_MS + grace:
+                    book.prev = None
+                cur = book.cur
+                if cur is not None and est >= cur.start + MINUTE_MS + grace:
+                    book.cur = None
+                    self._close_minute(book, cur, revisable=False)
+                if book.cur is None:
+                    through = est - grace
+                    through -= through % MINUTE_MS
+                    if through > book.live_through:
+                        book.live_through = through
+                        if book.pending is None:
+                            self._advance(book, through)
+            if updates and book.dirty:
+                book.dirty = False
+                out.extend(self._forming(book))
+        return out
+
+    def repair_ready(self, request: RepairRequest) -> bool:
+        """True once the live stream has moved past the repair's last minute (it is complete)."""
+        book = self._books[request.symbol]
+        if book.pending is None or book.pending.repair_id != request.repair_id:
+            return True
+        return book.cur is None or book.cur.start > request.live_minute_ms
+
+    def is_current(self, request: RepairRequest) -> bool:
+        book = self._books[request.symbol]
+        return book.pending is not None and book.pending.repair_id == request.repair_id
+
+    def apply_repair(self, request: RepairRequest, candles: Sequence[Candle], start_ms: int | None = None) -> bool:
+        """Apply REST candles for ``request`` (covering ``[start_ms or request.start_ms, end_ms)``).
+
+        Returns False (and changes nothing) when a newer reconnect superseded the request. If REST
+        has no candle for the live minute, the partial live view of it is used and counted.
+        """
+        book = self._books[request.symbol]
+        if not self.is_current(request):
+            return False
+        lo = start_ms if start_ms is not None else request.start_ms
+        if lo is None:
+            lo = min((c.open_time_ms for c in candles), default=request.live_minute_ms)
+        end = request.end_ms
+        fetched = {c.open_time_ms: c for c in candles if lo <= c.open_time_ms < end}
+        m1 = request.live_minute_ms
+        cur = book.cur
+        if cur is not None and cur.start == m1:
+            if m1 in fetched:
+                book.cur = None
+            else:
+                book.stats.unrepaired_minutes += 1
+        elif m1 not in fetched and book.partial is not None and book.partial.open_time_ms == m1:
+            fetched[m1] = book.partial
+            book.stats.unrepaired_minutes += 1
+        book.pending = None
+        book.partial = None
+        book.prev = None
+        if book.final_through is None or not book.buckets:
+            first = min(fetched, default=None)
+            if first is None:
+                first = min((c.open_time_ms for c in book.held), default=end)
+            book.final_through = first
+            book.buckets = {tf: RollingBucket(tf, tf.floor(first)) for tf in self.higher}
+        for t in sorted(fetched):
+            if t >= book.final_through:
+                self._commit(book, fetched[t])
+        book.stats.repaired_minutes += len(fetched)
+        still_live = book.cur is not None and book.cur.start == m1  # REST gave up before m1 completed
+        self._advance(book, m1 if still_live else end)
+        held, book.held = book.held, []
+        for c in held:
+            if c.open_time_ms >= book.final_through:  # type: ignore[operator]
+                self._commit(book, c)
+        self._advance(book, m1 if still_live else max(end, book.live_through))
+        return True
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self._out.closed or self._out.repairs)
+
+    def drain(self) -> Drained:
+        """Hand over closed candles (in emission order) and repair requests since the last call."""
+        out, self._out = self._out, Drained()
+        return out
+
+    def stats(self, symbol: str) -> SymbolStats:
+        return self._books[symbol].stats
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(self._books)
+
+    def pending_repair(self, symbol: str) -> RepairRequest | None:
+        return self._books[symbol].pending
+
+    # ------------------------------------------------------------------ internals
+
+    def _slow_trade(self, book: _Book, tid: int, ts: int, px: float, sz: float, is_buy: bool) -> None:
+        cur = book.cur
+        if cur is not None and cur.start <= ts < cur.start + MINUTE_MS:
+            if cur.has(tid):
+                book.stats.duplicates += 1
+                return
+            cur.add(tid, px, sz, is_buy)
+        elif (cur is None and ts >= book.live_through) or (cur is not None and ts >= cur.start + MINUTE_MS):
+            start = ts - ts % MINUTE_MS
+            if cur is not None:
+                book.cur = None
+                self._close_minute(book, cur, revisable=True)
+            book.cur = MinuteBar(start, tid, px, sz, is_buy)
+            if start > book.live_through:
+                book.live_through = start
+                if book.pending is None:
+                    self._advance(book, start)
+            if ts > book.watermark:
+                book.watermark = ts
+        else:
+            self._late_trade(book, tid, ts, px, sz, is_buy)
+            return
+        if tid > book.max_id:
+            book.max_id = tid
+
+    def _late_trade(self, book: _Book, tid: int, ts: int, px: float, sz: float, is_buy: bool) -> None:
+        prev = book.prev
+        if prev is None or not prev.start <= ts < prev.start + MINUTE_MS:
+            book.stats.late_dropped += 1
+            return
+        if prev.has(tid):
+            book.stats.duplicates += 1
+            return
+        if book.watermark >= prev.start + MINUTE_MS + self.grace_ms:
+            book.stats.late_dropped += 1
+            return
+        prev.add(tid, px, sz, is_buy)
+        book.stats.late_revisions += 1
+        revised = prev.candle(self.exchange, book.symbol)
+        book.minutes[prev.start] = revised
+        self._out.closed.append(revised)
+        for tf in self.higher:
+            bucket = book.buckets[tf]
+            if bucket.start <= prev.start < bucket.end:
+                fresh = RollingBucket(tf, bucket.start)
+                for t in sorted(t for t in book.minutes if bucket.start <= t < bucket.end):
+                    fresh.append(book.minutes[t])
+                book.buckets[tf] = fresh
+            elif book.closed_buckets.get(tf) == tf.floor(prev.start):
+                start = tf.floor(prev.start)
+                minutes = [book.minutes[t] for t in sorted(book.minutes) if start <= t < start + tf.ms]
+                candle = combine(self.exchange, book.symbol, tf, start, minutes)
+                if candle is not None:
+                    self._out.closed.append(candle)
+
+    def _close_minute(self, book: _Book, bar: MinuteBar, *, revisable: bool) -> None:
+        pending = book.pending
+        if pending is not None:
+            if bar.start == pending.live_minute_ms:
+                book.partial = bar.candle(self.exchange, book.symbol)
+            elif bar.start > pending.live_minute_ms:
+                book.held.append(bar.candle(self.exchange, book.symbol))
+            book.prev = None
+            return
+        self._commit(book, bar.candle(self.exchange, book.symbol))
+        book.prev = bar if revisable else None
+
+    def _commit(self, book: _Book, candle: Candle) -> None:
+        """A final 1m candle: emit it and add it to the higher buckets."""
+        if not book.buckets:
+            book.buckets = {tf: RollingBucket(tf, tf.floor(candle.open_time_ms)) for tf in self.higher}
+        self._advance(book, candle.open_time_ms)
+        self._out.closed.append(candle)
+        if self.higher:
+            book.minutes[candle.open_time_ms] = candle
+        for bucket in book.buckets.values():
+            bucket.append(candle)
+
+    def _advance(self, book: _Book, through: int) -> None:
+        """Every minute before ``through`` is final: close the higher buckets that end by then."""
+        if book.final_through is not None and through <= book.final_through:
+            return
+        book.final_through = through
+        closed_any = False
+        for tf, bucket in book.buckets.items():
+            if bucket.end <= through:
+                candle = bucket.candle(self.exchange, book.symbol)
+                if candle is not None:
+                    self._out.closed.append(candle)
+                    book.closed_buckets[tf] = bucket.start
+                book.buckets[tf] = RollingBucket(tf, tf.floor(through))
+                closed_any = True
+        if closed_any:
+            keep_from = min((b.start for b in book.buckets.values()), default=through)
+            if book.prev is not None:
+                keep_from = min(keep_from, *(tf.floor(book.prev.start) for tf in book.buckets))
+            for t in [t for t in book.minutes if t < keep_from]:
+                del book.minutes[t]
+
+    def _begin_repair(self, book: _Book, first_ts: int) -> None:
+        m1 = first_ts - first_ts % MINUTE_MS
+        book.resync = False
+        book.cur = None
+        book.prev = None
+        book.held = []
+        book.partial = None
+        start = book.pending.start_ms if book.pending is not None else book.final_through
+        if start is not None and start > m1 + MINUTE_MS:
+            # The source went back in time (a replay restarted behind what is stored): start afresh.
+            book.minutes.clear()
+            book.buckets = {}
+            book.closed_buckets.clear()
+            book.final_through = None
+            book.live_through = 0
+            book.max_id = -1
+            start = None
+        elif start is not None and start > m1:
+            start = m1
+        request = RepairRequest(book.symbol, self._next_repair, start, m1)
+        self._next_repair += 1
+        book.pending = request
+        book.live_through = max(book.live_through, m1)
+        book.stats.repairs += 1
+        self._out.repairs.append(request)
+
+    def _forming(self, book: _Book) -> list[Candle]:
+        cur = book.cur
+        if cur is None:
+            return []
+        out = [cur.candle(self.exchange, book.symbol, closed=False)]
+        if book.pending is None:
+            for bucket in book.buckets.values():
+                candle = bucket.candle(self.exchange, book.symbol, live=cur, closed=False)
+                if candle is not None:
+                    out.append(candle)
+        return out

@@ -1,0 +1,108 @@
+"""OKX REST market data: paginated 1m ``history-candles`` with a rate limit and retries, server time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiohttp
+import orjson
+
+from config.domain import Candle
+from config.errors import MalformedMessageError, TemporaryError
+from data.okx.frames import OkxRestError, parse_candle_rows
+
+log = logging.getLogger(__name__)
+
+HISTORY_CANDLES = "/api/v5/market/history-candles"
+SERVER_TIME = "/api/v5/public/time"
+PAGE_LIMIT = 100  # OKX documents 100 (2026: 300); 100 is safe everywhere
+RATE_LIMITED = {"50011", "50013", "50001"}
+
+
+class OkxRest:
+    """Public REST calls. ``requests_per_second`` spaces requests (OKX: 20 per 2 s per IP)."""
+
+    def __init__(self, base_url: str, *, requests_per_second: float = 9.0, timeout: float = 10.0,
+                 retries: int = 5, retry_base: float = 0.5) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._interval = 1.0 / requests_per_second
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._retries = retries
+        self._retry_base = retry_base
+        self._next_slot = 0.0
+        self._lock = asyncio.Lock()
+        self._session: aiohttp.ClientSession | None = None
+        self.requests = 0
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _get(self, path: str, params: dict[str, str]) -> bytes:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        last: Exception | None = None
+        for attempt in range(self._retries + 1):
+            async with self._lock:
+                wait = self._next_slot - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._next_slot = time.monotonic() + self._interval
+            try:
+                self.requests += 1
+                async with self._session.get(self.base_url + path, params=params) as response:
+                    body = await response.read()
+                    if response.status == 429 or response.status >= 500:
+                        raise OkxRestError(str(response.status), body[:200].decode("utf-8", "replace"))
+                    return body
+            except (aiohttp.ClientError, asyncio.TimeoutError, OkxRestError) as exc:
+                last = exc
+            delay = self._retry_base * 2 ** attempt
+            log.info("okx rest: retrying", extra={"path": path, "error": repr(last), "delay_s": delay})
+            await asyncio.sleep(delay)
+        raise TemporaryError(f"OKX REST {path} failed after {self._retries + 1} attempts: {last!r}")
+
+    async def server_time_ms(self) -> int:
+        body = await self._get(SERVER_TIME, {})
+        try:
+            return int(orjson.loads(body)["data"][0]["ts"])
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise MalformedMessageError("bad_rest_body", f"server time body {body[:200]!r}") from exc
+
+    async def history_page(self, symbol: str, *, after: int | None = None, before: int | None = None,
+                           limit: int = PAGE_LIMIT) -> list[Candle]:
+        """One page of confirmed 1m candles (oldest first) with ``before < open < after``."""
+        params = {"instId": symbol, "bar": "1m", "limit": str(limit)}
+        if after is not None:
+            params["after"] = str(after)
+        if before is not None:
+            params["before"] = str(before)
+        for attempt in range(self._retries + 1):
+            body = await self._get(HISTORY_CANDLES, params)
+            try:
+                return parse_candle_rows(body, symbol)
+            except OkxRestError as exc:
+                if exc.code not in RATE_LIMITED or attempt == self._retries:
+                    raise
+                await asyncio.sleep(self._retry_base * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    async def minute_candles(self, symbol: str, start_ms: int, end_ms: int) -> list[Candle]:
+        """Confirmed 1m candles with ``start_ms <= open < end_ms``, oldest first (pages newest first)."""
+        out: dict[int, Candle] = {}
+        after = end_ms
+        while after > start_ms:
+            page = await self.history_page(symbol, after=after)
+            if not page:
+                break
+            for c in page:
+                if start_ms <= c.open_time_ms < end_ms:
+                    out[c.open_time_ms] = c
+            oldest = page[0].open_time_ms
+            if oldest >= after:  # a server that ignores ``after`` would loop forever
+                break
+            after = oldest
+        return [out[t] for t in sorted(out)]

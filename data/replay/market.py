@@ -1,0 +1,170 @@
+"""The replayed market, pure: a tape as an endless trade sequence (with ``--loop``), OKX ``trades``
+pushes built from it, and the 1m candles OKX's REST would report at a given market time.
+
+With ``loop``, pass ``p`` of the tape is shifted by ``p * tape.loop_shift_ms`` in time and by
+``p * tape.id_span`` in trade id, so passes never share an id or a candle bucket.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from data.replay.tape import MINUTE_MS, Tape
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    open_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    quote: float
+
+    def okx_row(self, confirmed: bool = True) -> list[str]:
+        return [str(self.open_ms), repr(self.open), repr(self.high), repr(self.low), repr(self.close),
+                repr(self.volume), repr(self.quote), repr(self.quote), "1" if confirmed else "0"]
+
+
+def minute_bars(tape: Tape, upto: int | None = None) -> list[Bar]:
+    """1m bars of the first ``upto`` trades, summed in tape order (like a live aggregator would)."""
+    bars: list[Bar] = []
+    n = len(tape) if upto is None else upto
+    ts, px, sz = tape.ts_ms.tolist()[:n], tape.price.tolist()[:n], tape.size.tolist()[:n]
+    i = 0
+    while i < n:
+        start = ts[i] - ts[i] % MINUTE_MS
+        end = start + MINUTE_MS
+        o = h = lo = c = px[i]
+        v = sz[i]
+        q = px[i] * sz[i]
+        i += 1
+        while i < n and ts[i] < end:
+            p, s = px[i], sz[i]
+            if p > h:
+                h = p
+            elif p < lo:
+                lo = p
+            c = p
+            v += s
+            q += p * s
+            i += 1
+        bars.append(Bar(start, o, h, lo, c, v, q))
+    return bars
+
+
+class Feed:
+    """One instrument's replayed market: trades by global index (across loop passes) and REST bars."""
+
+    def __init__(self, symbol: str, tape: Tape, *, loop: bool = False, history_ms: int = 0) -> None:
+        self.symbol = symbol
+        self.tape = tape
+        self.loop = loop
+        self.size = len(tape)
+        self._ids = tape.trade_id.tolist()
+        self._ts = tape.ts_ms.tolist()
+        self._px = [repr(p) for p in tape.price.tolist()]
+        self._sz = [repr(s) for s in tape.size.tolist()]
+        self._side = ["buy" if b else "sell" for b in tape.is_buy.tolist()]
+        self.bars = minute_bars(tape)
+        self._bar_open = [b.open_ms for b in self.bars]
+        self.shift_ms = tape.loop_shift_ms
+        self.id_span = tape.id_span
+        # The market opens at the first trade at or after first_ts + history_ms.
+        self.start_index = int(np.searchsorted(tape.ts_ms, tape.first_ts + history_ms, side="left"))
+        if self.start_index >= self.size:
+            self.start_index = self.size - 1
+        self.seq = 0
+
+    def exhausted(self, index: int) -> bool:
+        return not self.loop and index >= self.size
+
+    def ts(self, index: int) -> int:
+        p, i = divmod(index, self.size)
+        return self._ts[i] + p * self.shift_ms
+
+    def pass_start(self, index: int) -> bool:
+        return index % self.size == 0 and index > 0
+
+    def push(self, start: int, stop: int) -> str:
+        """One ``trades`` push holding trades ``[start, stop)``."""
+        entries = []
+        sym = self.symbol
+        for index in range(start, stop):
+            p, i = divmod(index, self.size)
+            self.seq += 1
+            entries.append(
+                f'{{"instId":"{sym}","tradeId":"{self._ids[i] + p * self.id_span}","px":"{self._px[i]}",'
+                f'"sz":"{self._sz[i]}","side":"{self._side[i]}","ts":"{self._ts[i] + p * self.shift_ms}",'
+                f'"count":"1","source":"0","seqId":{self.seq}}}'
+            )
+        return f'{{"arg":{{"channel":"trades","instId":"{sym}"}},"data":[{",".join(entries)}]}}'
+
+    def group_end(self, start: int, limit: int, max_trades: int, same_ts_side: bool) -> int:
+        """End of the push starting at ``start``: trades before ``limit``, at most ``max_trades``,
+        and (``same_ts_side``) only while time and side stay the same."""
+        stop = min(limit, start + max_trades)
+        if not same_ts_side:
+            return stop
+        ts0 = self.ts(start)
+        side0 = self._side[start % self.size]
+        end = start + 1
+        while end < stop and self.ts(end) == ts0 and self._side[end % self.size] == side0:
+            end += 1
+        return end
+
+    def first_index_after(self, index: int, market_ms: int) -> int:
+        """The first index >= ``index`` whose trade time is after ``market_ms``."""
+        end = index
+        while not self.exhausted(end) and self.ts(end) <= market_ms:
+            end += 1
+        return end
+
+    def history(self, market_ms: int, *, after: int | None = None, before: int | None = None, limit: int = 100,
+                include_forming: bool = False) -> Iterator[tuple[Bar, bool]]:
+        """Bars newest first with ``before < open < after``, as known at ``market_ms``.
+
+        Yields ``(bar, confirmed)``. Complete bars (end <= market_ms) are confirmed; the forming
+        bar is included (unconfirmed) only with ``include_forming``.
+        """
+        hi = market_ms + 1 if include_forming else market_ms - MINUTE_MS + 1
+        if after is not None:
+            hi = min(hi, after)
+        lo = before if before is not None else -(1 << 62)
+        passes = (market_ms - self.tape.first_ts) // self.shift_ms if self.loop else 0
+        count = 0
+        for p in range(max(passes, 0), -1, -1):
+            shift = p * self.shift_ms
+            i_hi = bisect_left(self._bar_open, hi - shift)
+            i_lo = bisect_right(self._bar_open, lo - shift)
+            for i in range(i_hi - 1, i_lo - 1, -1):
+                bar = self.bars[i]
+                open_ms = bar.open_ms + shift
+                if open_ms + MINUTE_MS > market_ms:
+                    forming = self._forming(p, i, market_ms)
+                    if forming is not None:
+                        yield forming, False
+                        count += 1
+                else:
+                    yield (bar if shift == 0 else Bar(open_ms, bar.open, bar.high, bar.low, bar.close,
+                                                      bar.volume, bar.quote)), True
+                    count += 1
+                if count >= limit:
+                    return
+
+    def _forming(self, p: int, i: int, market_ms: int) -> Bar | None:
+        shift = p * self.shift_ms
+        start = self.bars[i].open_ms
+        lo = bisect_left(self._ts, start)
+        hi = bisect_right(self._ts, market_ms - shift)
+        if hi <= lo:
+            return None
+        sub = Tape(self.tape.trade_id[lo:hi], self.tape.ts_ms[lo:hi], self.tape.price[lo:hi],
+                   self.tape.size[lo:hi], self.tape.is_buy[lo:hi])
+        bar = minute_bars(sub)[0]
+        return Bar(bar.open_ms + shift, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.quote)

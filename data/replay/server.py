@@ -1,0 +1,377 @@
+"""A local OKX v5 look-alike serving a tape: ``/ws/v5/public`` (``trades``) and the REST candle
+endpoints, at N x real time, on 127.0.0.1.
+
+One aiohttp server holds both (the WebSocket and REST must share one port, and aiohttp serves both;
+the collector's *client* side uses ``websockets``). The market clock starts at the first
+subscription; every connection subscribed to an instrument receives the same trades, and a
+connection that joins later gets trades from the current market time on (like OKX: no history on
+the socket; the gap is for REST). ``speed=0`` sends as fast as the slowest reader takes them.
+
+Fault controls for tests: :meth:`ReplayServer.drop_connections`, :meth:`send_raw`, :meth:`stall`,
+``refuse_subscriptions``, :meth:`fail_rest`, :meth:`pause`/:meth:`resume`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
+
+from data.replay.market import Feed
+from data.replay.tape import Tape
+
+log = logging.getLogger(__name__)
+
+WS_PATH = "/ws/v5/public"
+MAX_PUSH_TRADES = 100
+
+
+@dataclass
+class ReplayStats:
+    connections: int = 0
+    subscribe_requests: int = 0
+    pings: int = 0
+    rest_requests: int = 0
+    trades_sent: dict[str, int] = field(default_factory=dict)
+
+
+class _Conn:
+    __slots__ = ("ws", "transport", "conn_id", "symbols", "last_activity")
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, conn_id: str,
+                 now: float) -> None:
+        self.ws = ws
+        self.transport = transport
+        self.conn_id = conn_id
+        self.symbols: set[str] = set()
+        self.last_activity = now
+
+
+class _Runner:
+    """Drives one feed's market clock and sends its trades to subscribers."""
+
+    def __init__(self, feed: Feed) -> None:
+        self.feed = feed
+        self.cursor = feed.start_index
+        self.anchor_wall = 0.0
+        self.anchor_ts = feed.ts(feed.start_index) - 1
+        self.anchored_pass = 0
+        self.end_wall: float | None = None
+        self.speed_zero_ms = self.anchor_ts
+
+
+class ReplayServer:
+    """Serve tapes as OKX. ``tapes`` maps instId to tape."""
+
+    def __init__(self, tapes: Mapping[str, Tape], *, speed: float = 1.0, loop: bool = False,
+                 host: str = "127.0.0.1", port: int = 0, history_ms: int = 0, idle_timeout: float = 30.0,
+                 max_push_trades: int = MAX_PUSH_TRADES) -> None:
+        if speed < 0:
+            raise ValueError(f"speed must be >= 0, got {speed}")
+        self.speed = speed
+        self.host = host
+        self.idle_timeout = idle_timeout
+        self.max_push_trades = max_push_trades
+        self.feeds = {s: Feed(s, t, loop=loop, history_ms=history_ms) for s, t in tapes.items()}
+        self._runners = {s: _Runner(f) for s, f in self.feeds.items()}
+        self._requested_port = port
+        self._conns: set[_Conn] = set()
+        self._conn_ids = itertools.count(1)
+        self._started = asyncio.Event()
+        self._running = asyncio.Event()
+        self._running.set()
+        self._subscribers_changed = asyncio.Event()
+        self._stalled_until = 0.0
+        self._rest_failures: list[tuple[int, str]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._site: web.TCPSite | None = None
+        self._app_runner: web.AppRunner | None = None
+        self.port = 0
+        self.refuse_subscriptions = False
+        self.stats = ReplayStats(trades_sent={s: 0 for s in self.feeds})
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}{WS_PATH}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> ReplayServer:
+        app = web.Application()
+        app.router.add_get(WS_PATH, self._ws_handler)
+        app.router.add_get("/api/v5/market/history-candles", self._history_candles)
+        app.router.add_get("/api/v5/market/candles", self._candles)
+        app.router.add_get("/api/v5/public/time", self._time)
+        self._app_runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._app_runner.setup()
+        self._site = web.TCPSite(self._app_runner, self.host, self._requested_port)
+        await self._site.start()
+        server = self._site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        for symbol in self.feeds:
+            self._tasks.append(asyncio.create_task(self._run_feed(symbol), name=f"replay {symbol}"))
+        self._tasks.append(asyncio.create_task(self._idle_watchdog(), name="replay idle"))
+        return self
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for conn in list(self._conns):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.ws.close(), 1.0)
+        if self._app_runner is not None:
+            await self._app_runner.cleanup()
+
+    async def __aenter__(self) -> ReplayServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ fault controls
+
+    async def drop_connections(self) -> int:
+        """Abort every WebSocket connection at the TCP level (no close frame). Returns how many."""
+        conns = list(self._conns)
+        for conn in conns:
+            if conn.transport is not None:
+                conn.transport.abort()
+            self._conns.discard(conn)
+        self._subscribers_changed.set()
+        return len(conns)
+
+    async def send_raw(self, text: str) -> None:
+        """Send ``text`` as a frame to every connection (garbage, unknown events…)."""
+        for conn in list(self._conns):
+            with contextlib.suppress(Exception):
+                await conn.ws.send_str(text)
+
+    def stall(self, seconds: float) -> None:
+        """Go silent for ``seconds``: no pushes, no pong (the market keeps moving)."""
+        self._stalled_until = asyncio.get_running_loop().time() + seconds
+
+    def fail_rest(self, times: int, code: str = "50011", status: int = 429) -> None:
+        """Answer the next ``times`` REST requests with an OKX error (default: rate limited)."""
+        self._rest_failures.extend([(status, code)] * times)
+
+    def pause(self) -> None:
+        """Stop the market clock (nothing is sent until :meth:`resume`)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def market_ms(self, symbol: str) -> int:
+        """The market time of ``symbol`` now (what REST considers complete is before it)."""
+        runner = self._runners[symbol]
+        if not self._started.is_set():
+            return runner.anchor_ts
+        if self.speed == 0:
+            return runner.speed_zero_ms
+        now = asyncio.get_running_loop().time()
+        return int(runner.anchor_ts + (now - runner.anchor_wall) * self.speed)
+
+    def position(self, symbol: str) -> int:
+        """Index (across loop passes) of the next trade to send."""
+        return self._runners[symbol].cursor
+
+    # ------------------------------------------------------------------ market
+
+    def _stalled(self) -> bool:
+        return asyncio.get_running_loop().time() < self._stalled_until
+
+    async def _run_feed(self, symbol: str) -> None:
+        runner = self._runners[symbol]
+        feed = runner.feed
+        await self._started.wait()
+        loop = asyncio.get_running_loop()
+        runner.anchor_wall = loop.time()
+        runner.anchor_ts = feed.ts(runner.cursor)
+        while True:
+            await self._running.wait()
+            now = loop.time()
+            if feed.exhausted(runner.cursor):
+                if runner.end_wall is None:
+                    runner.end_wall = now
+                runner.speed_zero_ms = feed.ts(feed.size - 1) + 1 + int((now - runner.end_wall) * 1000)
+                await asyncio.sleep(0.05)
+                continue
+            current_pass = runner.cursor // feed.size
+            if current_pass != runner.anchored_pass:  # skip the empty days between loop passes
+                runner.anchored_pass = current_pass
+                runner.anchor_ts = feed.ts(runner.cursor)
+                runner.anchor_wall = now
+            if self.speed == 0:
+                if not self._has_subscribers(symbol):
+                    self._subscribers_changed.clear()
+                    await self._subscribers_changed.wait()
+                    continue
+                end = feed.group_end(runner.cursor, runner.cursor + self.max_push_trades,
+                                     self.max_push_trades, same_ts_side=False)
+                if not feed.loop:
+                    end = min(end, feed.size)
+                await self._send(symbol, feed.push(runner.cursor, end), end - runner.cursor)
+                runner.cursor = end
+                runner.speed_zero_ms = feed.ts(end) if not feed.exhausted(end) else feed.ts(feed.size - 1) + 1
+                continue
+            due = runner.anchor_wall + (feed.ts(runner.cursor) - runner.anchor_ts) / self.speed
+            if due > now:
+                await asyncio.sleep(min(due - now, 0.25))
+                continue
+            market = int(runner.anchor_ts + (now - runner.anchor_wall) * self.speed)
+            limit = feed.first_index_after(runner.cursor, market)
+            if not feed.loop:
+                limit = min(limit, feed.size)
+            while runner.cursor < limit:
+                end = feed.group_end(runner.cursor, limit, self.max_push_trades, same_ts_side=True)
+                await self._send(symbol, feed.push(runner.cursor, end), end - runner.cursor)
+                runner.cursor = end
+
+    def _has_subscribers(self, symbol: str) -> bool:
+        return any(symbol in c.symbols for c in self._conns)
+
+    async def _send(self, symbol: str, text: str, trades: int) -> None:
+        if self._stalled():
+            return
+        self.stats.trades_sent[symbol] += trades
+        now = asyncio.get_running_loop().time()
+        for conn in list(self._conns):
+            if symbol in conn.symbols and not conn.ws.closed:
+                try:
+                    await conn.ws.send_str(text)
+                    conn.last_activity = now
+                except (ConnectionError, RuntimeError):
+                    self._conns.discard(conn)
+
+    async def _idle_watchdog(self) -> None:
+        """OKX closes a connection that has neither subscribed nor been pushed anything for 30 s."""
+        while True:
+            await asyncio.sleep(min(self.idle_timeout / 4, 1.0))
+            now = asyncio.get_running_loop().time()
+            for conn in list(self._conns):
+                if now - conn.last_activity > self.idle_timeout:
+                    self._conns.discard(conn)
+                    with contextlib.suppress(Exception):
+                        await conn.ws.close(code=4000, message=b"idle")
+
+    # ------------------------------------------------------------------ WebSocket
+
+    async def _ws_handler(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True, heartbeat=None, compress=False)
+        await ws.prepare(request)
+        loop = asyncio.get_running_loop()
+        conn = _Conn(ws, request.transport, f"{next(self._conn_ids):08x}", loop.time())
+        self._conns.add(conn)
+        self.stats.connections += 1
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                if self._stalled():
+                    continue
+                conn.last_activity = loop.time()
+                if msg.data == "ping":
+                    self.stats.pings += 1
+                    await ws.send_str("pong")
+                    continue
+                await self._handle_request(conn, msg.data)
+        finally:
+            self._conns.discard(conn)
+            self._subscribers_changed.set()
+        return ws
+
+    async def _handle_request(self, conn: _Conn, text: str) -> None:
+        try:
+            request = json.loads(text)
+            op, args = request["op"], request["args"]
+            if not isinstance(args, list):
+                raise TypeError("args must be a list")
+        except (ValueError, KeyError, TypeError):
+            await self._reply(conn, {"event": "error", "code": "60012", "msg": f"Invalid request: {text}"})
+            return
+        req_id = request.get("id")
+        if op not in ("subscribe", "unsubscribe"):
+            await self._reply(conn, {"event": "error", "code": "60019", "msg": f"Invalid op: {op}"}, req_id)
+            return
+        self.stats.subscribe_requests += 1
+        for arg in args:
+            channel = arg.get("channel") if isinstance(arg, dict) else None
+            symbol = arg.get("instId") if isinstance(arg, dict) else None
+            if self.refuse_subscriptions or channel != "trades" or symbol not in self.feeds:
+                await self._reply(conn, {"event": "error", "code": "60018",
+                                         "msg": f"Wrong URL or channel:{channel},instId:{symbol} doesn't exist"},
+                                  req_id)
+                continue
+            if op == "subscribe":
+                conn.symbols.add(symbol)
+            else:
+                conn.symbols.discard(symbol)
+            await self._reply(conn, {"event": op, "arg": {"channel": "trades", "instId": symbol}}, req_id)
+        self._subscribers_changed.set()
+        if conn.symbols:
+            self._started.set()
+
+    async def _reply(self, conn: _Conn, body: dict[str, object], req_id: object = None) -> None:
+        if req_id is not None:
+            body = {"id": req_id, **body}
+        body["connId"] = conn.conn_id
+        await conn.ws.send_str(json.dumps(body, separators=(",", ":")))
+
+    # ------------------------------------------------------------------ REST
+
+    def _rest_error(self) -> web.Response | None:
+        self.stats.rest_requests += 1
+        if self._rest_failures:
+            status, code = self._rest_failures.pop(0)
+            return web.json_response({"code": code, "msg": "Too Many Requests" if code == "50011" else "error",
+                                      "data": []}, status=status)
+        return None
+
+    async def _history_candles(self, request: web.Request) -> web.Response:
+        return self._candle_reply(request, include_forming=False)
+
+    async def _candles(self, request: web.Request) -> web.Response:
+        return self._candle_reply(request, include_forming=True)
+
+    def _candle_reply(self, request: web.Request, *, include_forming: bool) -> web.Response:
+        failure = self._rest_error()
+        if failure is not None:
+            return failure
+        q = request.query
+        symbol = q.get("instId", "")
+        if symbol not in self.feeds:
+            return web.json_response({"code": "51001", "msg": "Instrument ID does not exist", "data": []})
+        if q.get("bar", "1m") != "1m":
+            return web.json_response({"code": "51000", "msg": "Parameter bar error (replay serves 1m)",
+                                      "data": []})
+        try:
+            after = int(q["after"]) if q.get("after") else None
+            before = int(q["before"]) if q.get("before") else None
+            limit = max(1, min(int(q.get("limit", "100")), 300))
+        except ValueError:
+            return web.json_response({"code": "51000", "msg": "Parameter error", "data": []})
+        rows = [bar.okx_row(confirmed) for bar, confirmed in
+                self.feeds[symbol].history(self.market_ms(symbol), after=after, before=before, limit=limit,
+                                           include_forming=include_forming)]
+        return web.json_response({"code": "0", "msg": "", "data": rows})
+
+    async def _time(self, request: web.Request) -> web.Response:
+        failure = self._rest_error()
+        if failure is not None:
+            return failure
+        symbol = next(iter(self.feeds))
+        return web.json_response({"code": "0", "msg": "", "data": [{"ts": str(self.market_ms(symbol))}]})

@@ -1,0 +1,285 @@
+"""Storage writer: batched, idempotent writes of closed candles and raw trades (I/O shell).
+
+Candles and trades have separate loops (and database connections), so a large trade batch never
+delays a closed candle. Closed candles are written first and published after the commit (so a
+consumer never sees a candle on the bus that the database cannot return yet); while the database
+is down they are published at once and kept for retry. Both buffers are bounded (oldest dropped
+first, counted); everything the buffers hold is retried until written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from config.domain import Candle
+from data.okx.frames import WireTrade
+from database.engine import make_session_factory, session_scope
+from database.repositories.market import insert_trade_rows, prune_trades, retention_cutoff, upsert_candles
+from database.timescale import uses_timescale
+
+log = logging.getLogger(__name__)
+
+TRADE_BATCH = 100_000
+
+
+def _db_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [SQLAlchemyError, sqlite3.Error, OSError]
+    try:
+        import psycopg2
+
+        errors.append(psycopg2.Error)  # raised unwrapped by the COPY path
+    except ImportError:  # pragma: no cover - psycopg2 is a dependency
+        pass
+    return tuple(errors)
+
+
+DB_ERRORS = _db_errors()
+
+
+@dataclass
+class WriterStats:
+    candles_written: int = 0
+    trades_written: int = 0
+    trades_received: int = 0
+    candles_dropped: int = 0
+    trades_dropped: int = 0
+    db_ok: bool = True
+    outage_since_ms: int | None = None
+    last_error: str | None = None
+    last_write_ms: int = 0
+    pruned_trades: int = 0
+
+
+class StorageWriter:
+    """Buffer and write; run :meth:`run` until ``stop``, which flushes what is left (bounded by
+    ``final_flush_timeout``)."""
+
+    def __init__(self, engine: Engine, *, exchange: str = "okx", store_trades: bool = True,
+                 flush_interval: float = 0.2, max_candles: int = 500_000, max_trades: int = 5_000_000,
+                 retry_base: float = 0.25, retry_cap: float = 5.0, trade_retention_days: int | None = None,
+                 final_flush_timeout: float = 10.0,
+                 on_stored: Callable[[list[Candle]], None] | None = None,
+                 on_event: Callable[[str, str, dict[str, object]], None] | None = None) -> None:
+        self._factory = make_session_factory(engine)
+        self._engine = engine
+        self.exchange = exchange
+        self.store_trades = store_trades
+        self.flush_interval = flush_interval
+        self.max_candles = max_candles
+        self.max_trades = max_trades
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+        self.trade_retention_days = trade_retention_days
+        self.final_flush_timeout = final_flush_timeout
+        self.on_stored = on_stored
+        self.on_event = on_event
+        self.stats = WriterStats()
+        self._candles: deque[tuple[Candle, bool, float]] = deque()  # (candle, already published, queued at)
+        self._trades: deque[tuple[str, Sequence[WireTrade]]] = deque()
+        self._trade_count = 0
+        self._candle_ready = asyncio.Event()
+        self._candle_failures = 0
+        self._trade_failures = 0
+
+    # ------------------------------------------------------------------ producers (event loop)
+
+    def add_candles(self, candles: Sequence[Candle]) -> None:
+        now = time.monotonic()
+        self._candles.extend((c, False, now) for c in candles)
+        while len(self._candles) > self.max_candles:
+            self._candles.popleft()
+            self.stats.candles_dropped += 1
+        self._candle_ready.set()
+
+    def add_trades(self, symbol: str, trades: Sequence[WireTrade]) -> None:
+        """Queue the trades of one push (converted to rows in the writer thread)."""
+        self._trades.append((symbol, trades))
+        self._trade_count += len(trades)
+        self.stats.trades_received += len(trades)
+        while self._trade_count > self.max_trades and len(self._trades) > 1:
+            _, dropped = self._trades.popleft()
+            self._trade_count -= len(dropped)
+            self.stats.trades_dropped += len(dropped)
+
+    @property
+    def candle_backlog(self) -> int:
+        return len(self._candles)
+
+    @property
+    def trade_backlog(self) -> int:
+        return self._trade_count
+
+    def lag_ms(self) -> int:
+        """Age of the oldest candle not yet written."""
+        if not self._candles:
+            return 0
+        return int((time.monotonic() - self._candles[0][2]) * 1000)
+
+    # ------------------------------------------------------------------ loops
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loops = [asyncio.create_task(self._candle_loop(stop), name="writer candles")]
+        if self.store_trades:
+            loops.append(asyncio.create_task(self._trade_loop(stop), name="writer trades"))
+        try:
+            await asyncio.gather(*loops)
+        finally:
+            for task in loops:
+                task.cancel()
+
+    async def flush(self, timeout: float) -> bool:
+        """Write everything buffered now; False if the database refused until ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self._candles or (self.store_trades and self._trades):
+            ok = await self._write_candles() if self._candles else True
+            ok = (await self._write_trades() if self.store_trades and self._trades else True) and ok
+            if not ok:
+                if time.monotonic() >= deadline:
+                    return False
+                await asyncio.sleep(min(self.retry_base, max(deadline - time.monotonic(), 0)))
+        return True
+
+    async def _candle_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if not self._candles:
+                self._candle_ready.clear()
+                waiter = asyncio.create_task(self._candle_ready.wait())
+                stopper = asyncio.create_task(stop.wait())
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                stopper.cancel()
+                continue
+            if not await self._write_candles():
+                await self._sleep_backoff(stop, self._candle_failures)
+        await self.flush(self.final_flush_timeout)
+
+    async def _trade_loop(self, stop: asyncio.Event) -> None:
+        last_prune = 0.0
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.flush_interval)
+            except TimeoutError:
+                pass
+            if stop.is_set():
+                break
+            while self._trades and not stop.is_set():
+                if not await self._write_trades():
+                    await self._sleep_backoff(stop, self._trade_failures)
+                    break
+            if self.trade_retention_days and time.monotonic() - last_prune > 3600:
+                last_prune = time.monotonic()
+                await self._prune()
+
+    async def _sleep_backoff(self, stop: asyncio.Event, failures: int) -> None:
+        delay = min(self.retry_cap, self.retry_base * 2 ** min(failures, 10))
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+        except TimeoutError:
+            pass
+
+    # ------------------------------------------------------------------ writes
+
+    async def _write_candles(self) -> bool:
+        batch = [entry for entry in self._candles]
+        candles = [c for c, _, _ in batch]
+        try:
+            await asyncio.to_thread(self._upsert, candles)
+        except DB_ERRORS as exc:
+            self._candle_failures += 1
+            self._failed(exc)
+            unpublished = [c for c, published, _ in batch if not published]
+            if unpublished and self.on_stored is not None:
+                self.on_stored(unpublished)  # consumers get live data during the outage
+                sent = {id(entry) for entry in batch}
+                self._candles = deque((e[0], True, e[2]) if id(e) in sent else e for e in self._candles)
+            return False
+        for entry in batch:
+            if self._candles and self._candles[0] is entry:
+                self._candles.popleft()
+        self._candle_failures = 0
+        self.stats.candles_written += len(candles)
+        self._succeeded()
+        fresh = [c for c, published, _ in batch if not published]
+        if fresh and self.on_stored is not None:
+            self.on_stored(fresh)
+        return True
+
+    def _upsert(self, candles: list[Candle]) -> None:
+        with session_scope(self._factory) as session:
+            upsert_candles(session, candles)
+
+    async def _write_trades(self) -> bool:
+        batch: list[tuple[str, Sequence[WireTrade]]] = []
+        rows = 0
+        for item in self._trades:
+            batch.append(item)
+            rows += len(item[1])
+            if rows >= TRADE_BATCH:
+                break
+        try:
+            await asyncio.to_thread(self._insert_trades, batch)
+        except DB_ERRORS as exc:
+            self._trade_failures += 1
+            self._failed(exc)
+            return False
+        for entry in batch:
+            if self._trades and self._trades[0] is entry:
+                self._trades.popleft()
+                self._trade_count -= len(entry[1])
+        self._trade_failures = 0
+        self.stats.trades_written += rows
+        self._succeeded()
+        return True
+
+    def _insert_trades(self, batch: list[tuple[str, Sequence[WireTrade]]]) -> None:
+        exchange = self.exchange
+        rows = [(exchange, symbol, t.tradeId, t.ts, t.px, t.sz, t.side.value)
+                for symbol, trades in batch for t in trades]
+        with session_scope(self._factory) as session:
+            insert_trade_rows(session, rows)
+
+    async def _prune(self) -> None:
+        days = self.trade_retention_days
+        assert days is not None
+
+        def prune() -> int:
+            with session_scope(self._factory) as session:
+                if uses_timescale(session.connection()):
+                    return 0
+                return prune_trades(session, retention_cutoff(datetime.now(UTC), days))
+
+        try:
+            self.stats.pruned_trades += await asyncio.to_thread(prune)
+        except DB_ERRORS as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        self.stats.last_error = str(exc).splitlines()[0][:300]
+        if self.stats.db_ok:
+            self.stats.db_ok = False
+            self.stats.outage_since_ms = int(time.time() * 1000)
+            log.warning("writer: database write failed; buffering and retrying",
+                        extra={"error": self.stats.last_error})
+            if self.on_event is not None:
+                self.on_event("WARNING", "database unavailable: buffering candles and trades",
+                              {"error": self.stats.last_error})
+
+    def _succeeded(self) -> None:
+        self.stats.last_write_ms = int(time.time() * 1000)
+        if not self.stats.db_ok:
+            down_ms = self.stats.last_write_ms - (self.stats.outage_since_ms or self.stats.last_write_ms)
+            self.stats.db_ok = True
+            self.stats.outage_since_ms = None
+            log.info("writer: database back; buffer written", extra={"outage_ms": down_ms})
+            if self.on_event is not None:
+                self.on_event("INFO", "database available again; buffered data written", {"outage_ms": down_ms})
