@@ -13,7 +13,6 @@ setup); ``python main.py worker`` runs standalone workers on any machine that re
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import socket
 import threading
@@ -24,6 +23,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from backtesting.engine import RunCancelled
+from backtesting.processes import process_context
 from backtesting.runner import load_data, run_backtest
 from backtesting.storage import spec_of, store_result
 from config.errors import ConfigurationError, StrategyError
@@ -127,7 +127,7 @@ class Worker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._context = multiprocessing.get_context("forkserver")
+        self._context = process_context()
 
     # -- running jobs -------------------------------------------------------------------------
     def claim(self) -> int | None:

@@ -9,6 +9,7 @@ on several machines add their trials to one Optuna study.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -35,7 +36,7 @@ from backtesting.search import (
 from backtesting.spec import BacktestSpec
 from backtesting.storage import create_backtest_run, spec_of, store_result
 from config.errors import ConfigurationError
-from database.engine import session_scope
+from database.engine import normalise_url, session_scope
 from database.repositories import runs
 from database.repositories.runs import RunStatus
 
@@ -141,8 +142,7 @@ class _Optimisation:
         name = search.study_name or f"tcp-run-{self.run_id}"
         if label:
             name += f"-w{label['window_index']}"
-        study = optuna.create_study(study_name=name, storage=search.optuna_storage, direction="maximize",
-                                    sampler=optuna.samplers.TPESampler(seed=search.seed), load_if_exists=True)
+        study = _open_study(name, search.optuna_storage, search.seed)
         distributions = optuna_distributions(search.space, self.declared)
         asked: dict[tuple[tuple[str, Any], ...], list[Any]] = {}
 
@@ -226,6 +226,25 @@ class _Optimisation:
                                   initial_cash=float(self.base.bot.starting_balance), bar_ms=self.data.bar_ms)
         times = self.data.open_time[first:first + equity.size]
         return {**_window_metrics(metrics), "equity_curve": downsample_curve(times, equity, 500)}
+
+
+def _open_study(name: str, storage_url: str | None, seed: int | None) -> Any:
+    """Create or join an Optuna study. Two machines creating the same fresh storage at once race on
+    Optuna's own tables; the loser retries and then finds them."""
+    import optuna
+    from sqlalchemy.exc import DBAPIError
+
+    attempt = 0
+    while True:
+        try:
+            storage = None if storage_url is None else optuna.storages.RDBStorage(normalise_url(storage_url))
+            return optuna.create_study(study_name=name, storage=storage, direction="maximize",
+                                       sampler=optuna.samplers.TPESampler(seed=seed), load_if_exists=True)
+        except DBAPIError:
+            attempt += 1
+            if attempt == 5:
+                raise
+            time.sleep(0.2 * attempt)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -19,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from backtesting.data import CandleData
+from backtesting.processes import process_context
 from backtesting.runner import Prepared, run_backtest
 from backtesting.spec import BacktestSpec
 from config.errors import ConfigurationError, StrategyError
@@ -183,7 +183,7 @@ class TrialPool:
         if self.size > 1:
             arrays = (data.open_time, data.open, data.high, data.low, data.close, data.volume)
             self._executor = ProcessPoolExecutor(
-                max_workers=self.size, mp_context=multiprocessing.get_context("forkserver"),
+                max_workers=self.size, mp_context=process_context(),
                 initializer=_init_worker, initargs=(spec.to_json(), arrays, data.source))
 
     def run(self, tasks: Iterator[tuple[dict[str, ParamValue], tuple[int, int]]],

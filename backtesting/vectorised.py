@@ -153,11 +153,25 @@ def config_cash(config: BotConfig) -> float:
 
 def _fill_prices(opens: np.ndarray, side: np.ndarray, slip: float, tick: Decimal) -> np.ndarray:
     """The broker's fill price: the open moved ``slip`` against the trader, rounded to the tick."""
-    if slip == 0.0:
-        return opens.astype(np.float64, copy=True)
-    raw = np.where(side > 0, opens * (1 + slip), opens * (1 - slip))
-    return np.array([float((Decimal(repr(float(p))) / tick).to_integral_value(ROUND_HALF_EVEN) * tick)
-                     for p in raw], dtype=np.float64)
+    raw = opens.astype(np.float64) if slip == 0.0 else np.where(side > 0, opens * (1 + slip), opens * (1 - slip))
+    return round_to_tick(raw, tick)
+
+
+def round_to_tick(prices: np.ndarray, tick: Decimal) -> np.ndarray:
+    """What ``PaperBroker`` does to a fill price (decimal of the float's repr, half-even to the tick).
+
+    Prices already on a power-of-ten tick (exchange prices usually are) pass a vectorised check;
+    the others are rounded one by one with ``Decimal``.
+    """
+    out = prices.astype(np.float64, copy=True)
+    exponent = int(tick.as_tuple().exponent)
+    if tick == Decimal(1).scaleb(exponent) and exponent <= 0:
+        off_grid = np.flatnonzero(np.round(out, -exponent) != out)
+    else:
+        off_grid = np.arange(out.size)
+    for i in off_grid:
+        out[i] = float((Decimal(repr(float(out[i]))) / tick).to_integral_value(ROUND_HALF_EVEN) * tick)
+    return out
 
 
 def _equity_curve(close: np.ndarray, position: np.ndarray, entries: np.ndarray, side: np.ndarray,

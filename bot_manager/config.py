@@ -36,21 +36,21 @@ class Direction(StrEnum):
 class FeesConfig(_Strict):
     """Fee rates in percent of notional (defaults: OKX spot, regular tier)."""
 
-    maker_pct: float = Field(0.08, ge=0, le=5, description="maker fee, percent (0.08 = 0.08%)")
-    taker_pct: float = Field(0.10, ge=0, le=5, description="taker fee, percent (0.10 = 0.10%)")
+    maker_pct: float = Field(default=0.08, ge=0, le=5, description="maker fee, percent (0.08 = 0.08%)")
+    taker_pct: float = Field(default=0.10, ge=0, le=5, description="taker fee, percent (0.10 = 0.10%)")
 
 
 class FixedSlippageConfig(_Strict):
     model: Literal["fixed"] = "fixed"
-    bps: float = Field(2.0, ge=0, le=1000, description="adverse slippage on every taker fill, basis points")
+    bps: float = Field(default=2.0, ge=0, le=1000, description="adverse slippage on every taker fill, basis points")
 
 
 class VolumeSlippageConfig(_Strict):
     model: Literal["volume"]
-    base_bps: float = Field(1.0, ge=0, le=1000, description="slippage of a tiny order, basis points")
-    impact_bps: float = Field(50.0, ge=0, le=10_000,
+    base_bps: float = Field(default=1.0, ge=0, le=1000, description="slippage of a tiny order, basis points")
+    impact_bps: float = Field(default=50.0, ge=0, le=10_000,
                               description="extra slippage at 100% of the last candle's volume (square root)")
-    max_bps: float = Field(100.0, ge=0, le=10_000, description="cap, basis points")
+    max_bps: float = Field(default=100.0, ge=0, le=10_000, description="cap, basis points")
 
 
 class FixedQuoteSizing(_Strict):
@@ -67,23 +67,30 @@ class AtrSizing(_Strict):
     """Risk ``risk_pct`` of equity per trade with a stop ``atr_multiple`` ATRs away."""
 
     method: Literal["atr"]
-    risk_pct: float = Field(1.0, gt=0, le=100, description="equity risked per trade, percent")
-    atr_period: int = Field(14, ge=2, le=500)
-    atr_multiple: float = Field(2.0, gt=0, le=50)
+    risk_pct: float = Field(default=1.0, gt=0, le=100, description="equity risked per trade, percent")
+    atr_period: int = Field(default=14, ge=2, le=500)
+    atr_multiple: float = Field(default=2.0, gt=0, le=50)
 
 
 class RiskConfig(_Strict):
-    stop_loss_pct: float | None = Field(None, gt=0, lt=100, description="exit when price moves this % against the entry")
-    take_profit_pct: float | None = Field(None, gt=0, le=1000, description="exit when price moves this % in favour")
-    trailing_stop_pct: float | None = Field(None, gt=0, lt=100, description="exit this % away from the best price since entry")
-    max_exposure_pct: float = Field(50.0, gt=0, le=100 * MAX_LEVERAGE,
-                                    description="position notional cap, percent of equity")
-    max_open_positions: int = Field(1, ge=1, le=100, description="entries that may be stacked into one position")
-    daily_loss_limit_pct: float | None = Field(None, gt=0, lt=100,
-                                               description="close and stop entering for the UTC day after losing this % of the day's starting equity")
-    max_drawdown_pct: float | None = Field(30.0, gt=0, lt=100,
-                                           description="kill switch: close everything and halt at this drawdown from peak equity")
-    cooldown_candles: int = Field(0, ge=0, le=100_000, description="candles without entries after a stop-out")
+    stop_loss_pct: float | None = Field(
+        default=None, gt=0, lt=100, description="exit when price moves this % against the entry")
+    take_profit_pct: float | None = Field(
+        default=None, gt=0, le=1000, description="exit when price moves this % in favour")
+    trailing_stop_pct: float | None = Field(
+        default=None, gt=0, lt=100, description="exit this % away from the best price since entry")
+    max_exposure_pct: float = Field(
+        default=50.0, gt=0, le=100 * MAX_LEVERAGE, description="position notional cap, percent of equity")
+    max_open_positions: int = Field(
+        default=1, ge=1, le=100, description="entries that may be stacked into one position")
+    daily_loss_limit_pct: float | None = Field(
+        default=None, gt=0, lt=100,
+        description="close and stop entering for the UTC day after losing this % of the day's starting equity")
+    max_drawdown_pct: float | None = Field(
+        default=30.0, gt=0, lt=100,
+        description="kill switch: close everything and halt at this drawdown from peak equity")
+    cooldown_candles: int = Field(
+        default=0, ge=0, le=100_000, description="candles without entries after a stop-out")
 
 
 class BotConfig(_Strict):
@@ -91,8 +98,8 @@ class BotConfig(_Strict):
 
     name: str = Field(pattern=NAME_PATTERN, description="unique; letters, digits, '_', '.', '-'")
     description: str = ""
-    enabled: bool = Field(True, description="start automatically when synced from config/bots/")
-    exchange: str = Field("okx", min_length=1, max_length=32)
+    enabled: bool = Field(default=True, description="start automatically when synced from config/bots/")
+    exchange: str = Field(default="okx", min_length=1, max_length=32)
     symbol: str = Field(pattern=r"^[A-Z0-9]+(-[A-Z0-9]+)+$", description="instrument, e.g. BTC-USDT")
     timeframe: Timeframe = Timeframe.M1
     strategy: str = Field(min_length=1, max_length=64)
@@ -103,10 +110,10 @@ class BotConfig(_Strict):
         FixedSlippageConfig()
     sizing: Annotated[FixedQuoteSizing | EquityFractionSizing | AtrSizing, Field(discriminator="method")]
     direction: Direction = Direction.LONG_ONLY
-    leverage: float = Field(1.0, ge=1, le=MAX_LEVERAGE)
-    lot_size: Decimal = Field(Decimal("0.00000001"), gt=0, description="quantity step, base currency")
-    price_tick: Decimal = Field(Decimal("0.00000001"), gt=0, description="price step of fills")
-    min_order_quote: Decimal = Field(Decimal("1"), ge=0, description="smaller orders are skipped")
+    leverage: float = Field(default=1.0, ge=1, le=MAX_LEVERAGE)
+    lot_size: Decimal = Field(default=Decimal("0.00000001"), gt=0, description="quantity step, base currency")
+    price_tick: Decimal = Field(default=Decimal("0.00000001"), gt=0, description="price step of fills")
+    min_order_quote: Decimal = Field(default=Decimal("1"), ge=0, description="smaller orders are skipped")
     risk: RiskConfig = RiskConfig()
 
     @model_validator(mode="after")
@@ -150,9 +157,9 @@ class BotConfig(_Strict):
 class PortfolioConfig(_Strict):
     """Caps across all bots of one manager (``config/bots/_portfolio.json``; every key optional)."""
 
-    max_drawdown_pct: float | None = Field(None, gt=0, lt=100,
+    max_drawdown_pct: float | None = Field(default=None, gt=0, lt=100,
                                            description="halt every bot at this drawdown of the summed equity")
-    max_exposure_pct: float | None = Field(None, gt=0, le=100 * MAX_LEVERAGE,
+    max_exposure_pct: float | None = Field(default=None, gt=0, le=100 * MAX_LEVERAGE,
                                            description="summed position notional cap, percent of summed equity")
 
 
@@ -189,7 +196,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return None
 
 
-def _describe(error: dict[str, Any]) -> tuple[str, str]:
+def _describe(error: Any) -> tuple[str, str]:
     loc = tuple(error["loc"])
     if len(loc) > 1 and loc[0] in _UNION_TAGS:
         shown = (loc[0], *loc[2:])

@@ -162,9 +162,9 @@ class BotManager:
             with session_scope(self.sessions) as session:
                 for row in bots_repo.list_bots(session, [s.value for s in LOADED]):
                     if row.name in to_load:
-                        bot = self._load(session, row)
-                        if bot is not None:
-                            touched.add(bot.engine.config.market_key)
+                        loaded_bot = self._load(session, row)
+                        if loaded_bot is not None:
+                            touched.add(loaded_bot.engine.config.market_key)
                             out.append(_event(row.name, "loaded", f"bot loaded ({row.status})"))
             for key in touched:
                 out += self._catch_up(self.markets[key])

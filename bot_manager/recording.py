@@ -92,7 +92,9 @@ def build_write(bot_id: int, engine: BotEngine, outcome: CandleOutcome,
         position_value=(abs(broker.quantity) * Decimal(repr(broker.last_close))).quantize(CENT),
         drawdown=float(1 - equity / peak) if peak > 0 else 0.0,
         new_orders=new_orders, order_status=status, fills=[fill_record(f, symbol) for f in outcome.fills],
-        events=events, closed_positions=closed, position=row, write_position=row != position,
+        events=events, closed_positions=closed, position=row,
+        # the row follows the position on fills; the live trailing level is in ``state``
+        write_position=row is not None and (row.get("id") is None or bool(outcome.fills)),
     )
     if outcome.halted_reason is not None:
         write.status, write.status_reason = BotStatus.HALTED.value, outcome.halted_reason

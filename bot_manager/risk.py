@@ -8,6 +8,7 @@ exposure). The backtester uses the same functions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -111,7 +112,7 @@ class RiskManager:
         self.timeframe_ms = config.timeframe.ms
         self.state = state or RiskState(peak_equity=float(config.starting_balance))
 
-    def on_fills(self, candle_time_ms: int, fills: list[Fill] | tuple[Fill, ...]) -> list[RiskAlert]:
+    def on_fills(self, candle_time_ms: int, fills: Sequence[Fill]) -> list[RiskAlert]:
         """Start the cooldown when a stop-out happened during this candle."""
         if self.risk.cooldown_candles and any(f.reason in STOP_OUT_REASONS for f in fills):
             self.state.cooldown_until_ms = candle_time_ms + self.risk.cooldown_candles * self.timeframe_ms

@@ -81,9 +81,11 @@ def _date(text: str, end_of_day: bool = False) -> datetime:
 def run_row(run: Any) -> dict[str, Any]:
     """One row of the runs table."""
     m = run.metrics or {}
-    period = ""
-    if run.start_time and run.end_time:
-        period = f"{run.start_time:%Y-%m-%d} → {run.end_time:%Y-%m-%d}"
+    period = "all stored"
+    if run.start_time or run.end_time:
+        start = f"{run.start_time:%Y-%m-%d}" if run.start_time else "…"
+        end = f"{run.end_time:%Y-%m-%d}" if run.end_time else "…"
+        period = f"{start} → {end}"
     return {
         "id": run.id, "kind": run.kind, "status": run.status, "strategy": run.strategy,
         "params": json.dumps(run.params, separators=(",", ":")), "market": f"{run.symbol or '?'} {run.timeframe or ''}",
@@ -119,10 +121,10 @@ def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     return [(label, metric_text(metrics.get(key), kind)) for key, label, kind in METRIC_ROWS if key in metrics]
 
 
-def heatmap_grid(trials: Sequence[Any], objective: str) -> tuple[str, str, list[Any], list[Any], np.ndarray] | None:
+def heatmap_grid(trials: Sequence[Any]) -> tuple[str, str, list[Any], list[Any], np.ndarray] | None:
     """(x name, y name, x values, y values, z) over the first two parameters that vary across the
-    trials; each cell holds the best ``objective`` among the trials there (NaN when none ran)."""
-    points = [(dict(t.params), (t.metrics or {}).get(objective)) for t in trials]
+    trials; each cell holds the best trial ``score`` there (NaN when none ran or none scored)."""
+    points = [(dict(t.params), t.score) for t in trials]
     varying = [k for k in (points[0][0] if points else {}) if len({repr(p[k]) for p, _ in points if k in p}) > 1]
     if len(varying) < 2:
         return None

@@ -81,7 +81,7 @@ def bots_table(summaries: Sequence[Any], selected: str | None) -> Any:
             html.Td(signed(s.pnl)), html.Td(f"{s.return_pct:+.2f} %"), html.Td(position),
             html.Td(s.last_signal or "–"),
         ], className="table-active" if s.name == selected else "", **{"data-bot": s.name}))
-    return dbc.Table([header, html.Tbody(rows)], size="sm", hover=True, responsive=True, className="mb-0")
+    return dbc.Table([header, html.Tbody(rows)], size="sm", hover=True, responsive=True, className="mb-0 bots-table")
 
 
 def metric_cards(summary: Any, performance: dict[str, Any]) -> Any:

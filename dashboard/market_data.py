@@ -150,6 +150,7 @@ class ChartRequest:
     view: tuple[int, int] | str | None = None  # None: newest candles; "all": whole history
     params: dict[str, Any] | None = None  # strategy parameters (defaults when None)
     signal_source: str | None = None  # only the signals of this source (e.g. "bot:<name>")
+    signals: bool = True  # draw stored live signals
 
 
 def assemble_chart(session: Session, live: LiveCandleCache, request: ChartRequest,
@@ -187,8 +188,10 @@ def assemble_chart(session: Session, live: LiveCandleCache, request: ChartReques
         overlays = strategy_indicators(strategy, session, ex, sym, tf, load[0], load[1], window.bucket_ms)
     elif strategy is not None:
         notes.append("indicators hidden at this zoom")
-    markers = signal_markers(session, ex, sym, tf, load[0], load[1], request.strategy,
-                             request.signal_source) + tuple(extra_markers)
+    markers = tuple(extra_markers)
+    if request.signals:
+        markers = signal_markers(session, ex, sym, tf, load[0], load[1], request.strategy,
+                                 request.signal_source) + markers
     everything = _concat(history, live_arrays)
     chart = MarketChart(
         title, history, live_arrays, window.bucket_ms, overlays, markers, x_range=visible,

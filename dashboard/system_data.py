@@ -115,9 +115,14 @@ def check_redis(url: str | None) -> tuple[bool | None, float | None, str | None]
         client.close()
 
 
+_PROCESS = psutil.Process(os.getpid())
+_PROCESS.cpu_percent(interval=None)  # the first reading only starts the measurement
+psutil.cpu_percent(interval=None)
+
+
 def process_figures() -> dict[str, float]:
-    """CPU and memory of this process and of the machine."""
-    process = psutil.Process(os.getpid())
+    """CPU (since the previous call) and memory of this process and of the machine."""
+    process = _PROCESS
     with process.oneshot():
         memory = process.memory_info()
         figures = {
@@ -139,6 +144,17 @@ def recent_events(session: Session, limit: int = 50) -> list[dict[str, Any]]:
     ]
 
 
+def format_age(seconds: float) -> str:
+    """``42 s``, ``7 min``, ``5.2 h``, ``3.1 d``."""
+    if seconds < 120:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:,.1f} d"
+
+
 def format_value(key: str, value: Any, now_ms: int | None = None) -> str:
     """A health field as text (times as ages, booleans as yes/no)."""
     if value is None:
@@ -147,7 +163,7 @@ def format_value(key: str, value: Any, now_ms: int | None = None) -> str:
         return "yes" if value else "no"
     if key.endswith("_ms") and isinstance(value, int | float) and value > 1e11:
         now_ms = now_ms or datetime_to_ms(datetime.now(UTC))
-        return f"{max(0.0, (now_ms - value) / 1000):.1f} s ago"
+        return f"{format_age(max(0.0, (now_ms - value) / 1000))} ago"
     if isinstance(value, float):
         return f"{value:,.2f}"
     return str(value)

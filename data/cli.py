@@ -9,7 +9,7 @@ import signal
 import sys
 from datetime import UTC, datetime
 
-from config.domain import datetime_to_ms
+from config.domain import Timeframe, datetime_to_ms
 from config.settings import get_settings
 
 
@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     replay.add_argument("--speed", type=float, default=1.0, help="N x real time; 0 = as fast as the client reads")
     replay.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 = any free port)")
     replay.add_argument("--loop", action="store_true", help="repeat the tape with shifted times and ids")
+    replay.add_argument("--passes", type=int, help="with --loop: stop after this many passes (default: forever)")
     replay.add_argument("--history-minutes", type=int, default=0,
                         help="open the market this far into the tape (the skipped part is REST history)")
     replay.set_defaults(func=_replay)
@@ -119,7 +120,7 @@ def _backfill(args: argparse.Namespace) -> int:
         return 2
     upgrade(settings.effective_database_url)
 
-    async def main() -> dict[object, int]:
+    async def main() -> dict[Timeframe, int]:
         rest = OkxRest(args.okx_rest_url or settings.okx_rest_url)
         engine = make_engine(settings.effective_database_url)
         try:
@@ -149,7 +150,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     async def main(stop: asyncio.Event) -> int:
         server = ReplayServer(tapes, speed=args.speed, loop=args.loop, port=args.port,
-                              history_ms=args.history_minutes * 60_000)
+                              history_ms=args.history_minutes * 60_000, passes=args.passes)
         await server.start()
         print(f"replay: serving {','.join(tapes)} on {server.ws_url} rest {server.rest_url}", flush=True)
         await stop.wait()

@@ -25,6 +25,8 @@ from data.bars import MINUTE_MS, MinuteBar, RollingBucket, combine
 from data.okx.frames import WireTrade
 
 DEFAULT_GRACE_MS = 2_000
+_NO_BAR = MinuteBar(0, -1, 1.0, 1.0, False)  # stands in while no minute is forming: start..end is empty
+_NO_BAR.start = -MINUTE_MS - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,7 @@ class Drained:
 
 
 class _Book:
-    __slots__ = ("symbol", "cur", "prev", "max_id", "watermark", "watermark_recv", "connected", "resync",
+    __slots__ = ("symbol", "cur", "prev", "max_id", "watermark", "watermark_recv", "trades", "connected", "resync",
                  "pending", "held", "partial", "final_through", "live_through", "minutes", "buckets",
                  "closed_buckets", "dirty", "stats")
 
@@ -76,6 +78,7 @@ class _Book:
         self.max_id = -1
         self.watermark = 0
         self.watermark_recv = 0
+        self.trades = 0
         self.connected = True
         self.resync = False
         self.pending: RepairRequest | None = None
@@ -106,7 +109,7 @@ class CandleEngine:
     # ------------------------------------------------------------------ inputs
 
     def on_trades(self, symbol: str, trades: Sequence[WireTrade], received_ms: int) -> None:
-        """Count the trades of one push (the hot path)."""
+        """Count the trades of one push (the hot path: bar fields live in locals inside the loop)."""
         book = self._books.get(symbol)
         if book is None:
             self.unknown_symbol_trades += len(trades)
@@ -115,11 +118,14 @@ class CandleEngine:
             return
         if book.resync:
             self._begin_repair(book, min(t.ts for t in trades))
-        bar = book.cur
+        buy_side = Side.BUY
         max_id = book.max_id
-        start = bar.start if bar is not None else 0
-        end = start + MINUTE_MS if bar is not None else -1
-        buy = Side.BUY
+        bar = book.cur
+        if bar is None:
+            bar = _NO_BAR
+        start, end = bar.start, bar.start + MINUTE_MS
+        high, low, close, volume, quote, buy, n = bar.high, bar.low, bar.close, bar.volume, bar.quote, bar.buy, 0
+        append = bar.ids.append
         for t in trades:
             tid = t.tradeId
             ts = t.ts
@@ -127,34 +133,42 @@ class CandleEngine:
                 px = t.px
                 sz = t.sz
                 max_id = tid
-                bar.ids.append(tid)  # type: ignore[union-attr]
-                bar.close = px  # type: ignore[union-attr]
-                bar.last_id = tid  # type: ignore[union-attr]
-                if px > bar.high:  # type: ignore[union-attr]
-                    bar.high = px  # type: ignore[union-attr]
-                elif px < bar.low:  # type: ignore[union-attr]
-                    bar.low = px  # type: ignore[union-attr]
-                bar.volume += sz  # type: ignore[union-attr]
-                bar.quote += px * sz  # type: ignore[union-attr]
-                if t.side is buy:
-                    bar.buy += sz  # type: ignore[union-attr]
-                bar.count += 1  # type: ignore[union-attr]
+                append(tid)
+                close = px
+                if px > high:
+                    high = px
+                elif px < low:
+                    low = px
+                volume += sz
+                quote += px * sz
+                if t.side is buy_side:
+                    buy += sz
+                n += 1
                 continue
+            if n:
+                bar.high, bar.low, bar.close, bar.volume, bar.quote, bar.buy = high, low, close, volume, quote, buy
+                bar.count += n
+                bar.last_id = max_id
+                n = 0
             book.max_id = max_id
-            self._slow_trade(book, tid, ts, t.px, t.sz, t.side is buy)
+            self._slow_trade(book, tid, ts, t.px, t.sz, t.side is buy_side)
             max_id = book.max_id
             bar = book.cur
-            start = bar.start if bar is not None else 0
-            end = start + MINUTE_MS if bar is not None else -1
+            if bar is None:
+                bar = _NO_BAR
+            start, end = bar.start, bar.start + MINUTE_MS
+            high, low, close, volume, quote, buy = bar.high, bar.low, bar.close, bar.volume, bar.quote, bar.buy
+            append = bar.ids.append
+        if n:
+            bar.high, bar.low, bar.close, bar.volume, bar.quote, bar.buy = high, low, close, volume, quote, buy
+            bar.count += n
+            bar.last_id = max_id
         book.max_id = max_id
         last = trades[-1].ts
         if last > book.watermark:
             book.watermark = last
         book.watermark_recv = received_ms
-        stats = book.stats
-        stats.trades += len(trades)
-        stats.last_trade_ms = book.watermark
-        stats.last_received_ms = received_ms
+        book.trades += len(trades)
         book.dirty = True
 
     def on_trade(self, trade: Trade) -> None:
@@ -243,9 +257,12 @@ class CandleEngine:
                 book.cur = None
             else:
                 book.stats.unrepaired_minutes += 1
-        elif m1 not in fetched and book.partial is not None and book.partial.open_time_ms == m1:
-            fetched[m1] = book.partial
-            book.stats.unrepaired_minutes += 1
+        elif book.partial is not None and book.partial.open_time_ms == m1:
+            if m1 not in fetched:
+                fetched[m1] = book.partial
+                book.stats.unrepaired_minutes += 1
+            elif _same_prices_and_volume(book.partial, fetched[m1]):
+                fetched[m1] = book.partial  # the stream saw the whole minute: keep its trade count
         book.pending = None
         book.partial = None
         book.prev = None
@@ -278,7 +295,11 @@ class CandleEngine:
         return out
 
     def stats(self, symbol: str) -> SymbolStats:
-        return self._books[symbol].stats
+        book = self._books[symbol]
+        book.stats.trades = book.trades
+        book.stats.last_trade_ms = book.watermark
+        book.stats.last_received_ms = book.watermark_recv
+        return book.stats
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -425,3 +446,8 @@ class CandleEngine:
                 if candle is not None:
                     out.append(candle)
         return out
+
+
+def _same_prices_and_volume(live: Candle, rest: Candle) -> bool:
+    return (live.open, live.high, live.low, live.close) == (rest.open, rest.high, rest.low, rest.close) and \
+        abs(live.volume - rest.volume) <= 1e-9 * max(abs(rest.volume), 1e-12)

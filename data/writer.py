@@ -90,6 +90,8 @@ class StorageWriter:
         self._candle_ready = asyncio.Event()
         self._candle_failures = 0
         self._trade_failures = 0
+        self._candle_lock = asyncio.Lock()
+        self._trade_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ producers (event loop)
 
@@ -190,7 +192,11 @@ class StorageWriter:
     # ------------------------------------------------------------------ writes
 
     async def _write_candles(self) -> bool:
-        batch = [entry for entry in self._candles]
+        async with self._candle_lock:
+            return await self._write_candles_locked()
+
+    async def _write_candles_locked(self) -> bool:
+        batch = list(self._candles)
         candles = [c for c, _, _ in batch]
         try:
             await asyncio.to_thread(self._upsert, candles)
@@ -219,6 +225,10 @@ class StorageWriter:
             upsert_candles(session, candles)
 
     async def _write_trades(self) -> bool:
+        async with self._trade_lock:
+            return await self._write_trades_locked()
+
+    async def _write_trades_locked(self) -> bool:
         batch: list[tuple[str, Sequence[WireTrade]]] = []
         rows = 0
         for item in self._trades:
@@ -263,7 +273,7 @@ class StorageWriter:
         except DB_ERRORS as exc:
             self._failed(exc)
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: BaseException) -> None:
         self.stats.last_error = str(exc).splitlines()[0][:300]
         if self.stats.db_ok:
             self.stats.db_ok = False

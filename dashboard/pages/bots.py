@@ -201,18 +201,20 @@ def register(app: Dash, context: DashboardContext) -> None:
 
     @app.callback(
         Output(ids.BOT_CONFIG_EDITOR, "invalid"), Output(ids.BOT_CONFIG_FEEDBACK, "children"),
-        Output(ids.BOTS_REFRESH, "data"), Output(ids.BOT_SELECTED, "value"),
-        Input(ids.BOT_CONFIG_EDITOR, "value"), Input(ids.BOT_CREATE, "n_clicks"), Input(ids.BOT_CREATE_START, "n_clicks"),
+        Output(ids.BOTS_REFRESH, "data"), Output(ids.BOT_SELECTED, "options", allow_duplicate=True),
+        Output(ids.BOT_SELECTED, "value"), Input(ids.BOT_CONFIG_EDITOR, "value"), Input(ids.BOT_CREATE, "n_clicks"), Input(ids.BOT_CREATE_START, "n_clicks"),
         State(ids.BOTS_REFRESH, "data"), prevent_initial_call=True,
     )
     def _editor(text: str | None, _c: int | None, _s: int | None, version: int | None) -> tuple[Any, ...]:
-        if ctx.triggered_id == ids.BOT_CONFIG_EDITOR:
+        pressed = {prop.partition(".")[0] for prop in ctx.triggered_prop_ids} & {ids.BOT_CREATE, ids.BOT_CREATE_START}
+        if not pressed:  # the editor changed: validate only
             invalid, feedback = check_config(text)
-            return invalid, feedback, no_update, no_update
-        invalid, feedback, name = create_bot(context, text, ctx.triggered_id == ids.BOT_CREATE_START)
+            return invalid, feedback, no_update, no_update, no_update
+        invalid, feedback, name = create_bot(context, text, ids.BOT_CREATE_START in pressed)
         if name is None:
-            return invalid, feedback, no_update, no_update
-        return False, feedback, (version or 0) + 1, name
+            return invalid, feedback, no_update, no_update, no_update
+        # the new bot must be among the options before it can be the selected value
+        return False, feedback, (version or 0) + 1, refresh_table(context, name)[1], name
 
     @app.callback(
         Output(ids.BOTS_MESSAGE, "children"), Output(ids.BOTS_REFRESH, "data", allow_duplicate=True),

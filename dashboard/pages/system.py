@@ -15,6 +15,7 @@ from dashboard.system_data import (
     HealthRow,
     check_database,
     check_redis,
+    format_age,
     format_value,
     health_rows,
     process_figures,
@@ -85,13 +86,13 @@ def storage_list(context: DashboardContext) -> Any:
     live = context.live
     items = [
         ("database", f"ok, {db_ms:.1f} ms" if db_ok and db_ms is not None else f"down ({db_error})", db_ok),
-        ("newest 1m candle", "–" if candle_age is None else f"{candle_age:,.0f} s old", candle_age is not None),
+        ("newest 1m candle", "–" if candle_age is None else f"{format_age(candle_age)} old", candle_age is not None),
         ("redis", "not configured (in-process bus)" if redis_ok is None
          else (f"ok, {redis_ms:.1f} ms" if redis_ok and redis_ms is not None else f"down ({redis_error})"),
          redis_ok is not False),
         ("live candles received", f"{live.received:,}", True),
         ("last live candle", "–" if live.last_received_at is None else
-         f"{max(0.0, time.time() - live.last_received_at):.1f} s ago", True),
+         f"{format_age(max(0.0, time.time() - live.last_received_at))} ago", True),
     ]
     if context.bus is not None:
         stats = context.bus.stats

@@ -98,7 +98,7 @@ class OkxTradeStream:
             started = time.monotonic()
             try:
                 await self._session(stop)
-            except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as exc:
+            except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
                 log.warning("okx ws: connection lost", extra={"url": self.url, "error": repr(exc)})
             finally:
                 self._mark_disconnected()

@@ -58,7 +58,7 @@ class OkxRest:
                     if response.status == 429 or response.status >= 500:
                         raise OkxRestError(str(response.status), body[:200].decode("utf-8", "replace"))
                     return body
-            except (aiohttp.ClientError, asyncio.TimeoutError, OkxRestError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OkxRestError) as exc:
                 last = exc
             delay = self._retry_base * 2 ** attempt
             log.info("okx rest: retrying", extra={"path": path, "error": repr(last), "delay_s": delay})

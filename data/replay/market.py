@@ -61,11 +61,14 @@ def minute_bars(tape: Tape, upto: int | None = None) -> list[Bar]:
 class Feed:
     """One instrument's replayed market: trades by global index (across loop passes) and REST bars."""
 
-    def __init__(self, symbol: str, tape: Tape, *, loop: bool = False, history_ms: int = 0) -> None:
+    def __init__(self, symbol: str, tape: Tape, *, loop: bool = False, history_ms: int = 0,
+                 passes: int | None = None) -> None:
         self.symbol = symbol
         self.tape = tape
-        self.loop = loop
+        self.loop = loop or passes is not None
         self.size = len(tape)
+        passes = passes if passes is not None else (None if loop else 1)
+        self.end_index: int | None = None if passes is None else self.size * passes
         self._ids = tape.trade_id.tolist()
         self._ts = tape.ts_ms.tolist()
         self._px = [repr(p) for p in tape.price.tolist()]
@@ -82,7 +85,10 @@ class Feed:
         self.seq = 0
 
     def exhausted(self, index: int) -> bool:
-        return not self.loop and index >= self.size
+        return self.end_index is not None and index >= self.end_index
+
+    def clamp(self, index: int) -> int:
+        return index if self.end_index is None else min(index, self.end_index)
 
     def ts(self, index: int) -> int:
         p, i = divmod(index, self.size)
@@ -137,6 +143,8 @@ class Feed:
             hi = min(hi, after)
         lo = before if before is not None else -(1 << 62)
         passes = (market_ms - self.tape.first_ts) // self.shift_ms if self.loop else 0
+        if self.end_index is not None:
+            passes = min(passes, (self.end_index - 1) // self.size)
         count = 0
         for p in range(max(passes, 0), -1, -1):
             shift = p * self.shift_ms

@@ -71,14 +71,14 @@ class ReplayServer:
 
     def __init__(self, tapes: Mapping[str, Tape], *, speed: float = 1.0, loop: bool = False,
                  host: str = "127.0.0.1", port: int = 0, history_ms: int = 0, idle_timeout: float = 30.0,
-                 max_push_trades: int = MAX_PUSH_TRADES) -> None:
+                 max_push_trades: int = MAX_PUSH_TRADES, passes: int | None = None) -> None:
         if speed < 0:
             raise ValueError(f"speed must be >= 0, got {speed}")
         self.speed = speed
         self.host = host
         self.idle_timeout = idle_timeout
         self.max_push_trades = max_push_trades
-        self.feeds = {s: Feed(s, t, loop=loop, history_ms=history_ms) for s, t in tapes.items()}
+        self.feeds = {s: Feed(s, t, loop=loop, history_ms=history_ms, passes=passes) for s, t in tapes.items()}
         self._runners = {s: _Runner(f) for s, f in self.feeds.items()}
         self._requested_port = port
         self._conns: set[_Conn] = set()
@@ -148,7 +148,7 @@ class ReplayServer:
         """Abort every WebSocket connection at the TCP level (no close frame). Returns how many."""
         conns = list(self._conns)
         for conn in conns:
-            if conn.transport is not None:
+            if isinstance(conn.transport, asyncio.Transport):
                 conn.transport.abort()
             self._conns.discard(conn)
         self._subscribers_changed.set()
@@ -180,10 +180,10 @@ class ReplayServer:
         runner = self._runners[symbol]
         if not self._started.is_set():
             return runner.anchor_ts
-        if self.speed == 0:
+        if self.speed == 0 or runner.end_wall is not None:
             return runner.speed_zero_ms
         now = asyncio.get_running_loop().time()
-        return int(runner.anchor_ts + (now - runner.anchor_wall) * self.speed)
+        return int(runner.anchor_ts + (now - runner.anchor_wall) * 1000 * self.speed)
 
     def position(self, symbol: str) -> int:
         """Index (across loop passes) of the next trade to send."""
@@ -207,7 +207,7 @@ class ReplayServer:
             if feed.exhausted(runner.cursor):
                 if runner.end_wall is None:
                     runner.end_wall = now
-                runner.speed_zero_ms = feed.ts(feed.size - 1) + 1 + int((now - runner.end_wall) * 1000)
+                runner.speed_zero_ms = feed.ts(runner.cursor - 1) + 1 + int((now - runner.end_wall) * 1000)
                 await asyncio.sleep(0.05)
                 continue
             current_pass = runner.cursor // feed.size
@@ -222,20 +222,17 @@ class ReplayServer:
                     continue
                 end = feed.group_end(runner.cursor, runner.cursor + self.max_push_trades,
                                      self.max_push_trades, same_ts_side=False)
-                if not feed.loop:
-                    end = min(end, feed.size)
+                end = feed.clamp(end)
                 await self._send(symbol, feed.push(runner.cursor, end), end - runner.cursor)
                 runner.cursor = end
-                runner.speed_zero_ms = feed.ts(end) if not feed.exhausted(end) else feed.ts(feed.size - 1) + 1
+                runner.speed_zero_ms = feed.ts(end) if not feed.exhausted(end) else feed.ts(end - 1) + 1
                 continue
-            due = runner.anchor_wall + (feed.ts(runner.cursor) - runner.anchor_ts) / self.speed
+            due = runner.anchor_wall + (feed.ts(runner.cursor) - runner.anchor_ts) / 1000 / self.speed
             if due > now:
                 await asyncio.sleep(min(due - now, 0.25))
                 continue
-            market = int(runner.anchor_ts + (now - runner.anchor_wall) * self.speed)
-            limit = feed.first_index_after(runner.cursor, market)
-            if not feed.loop:
-                limit = min(limit, feed.size)
+            market = int(runner.anchor_ts + (now - runner.anchor_wall) * 1000 * self.speed)
+            limit = feed.clamp(feed.first_index_after(runner.cursor, market))
             while runner.cursor < limit:
                 end = feed.group_end(runner.cursor, limit, self.max_push_trades, same_ts_side=True)
                 await self._send(symbol, feed.push(runner.cursor, end), end - runner.cursor)

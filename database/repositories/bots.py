@@ -12,13 +12,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from config.domain import ms_to_datetime
-from database.models import Bot, BotEvent, EquitySnapshot, Fill, Order, Position, SignalRow
+from database.models import Bot, BotEvent, EquitySnapshot, Fill, Order, Position, SignalRow, utc_now
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,14 +128,14 @@ def set_status(session: Session, name: str, status: str, reason: str | None = No
     values: dict[str, Any] = {"status": status, "status_reason": reason}
     if last_candle_time_ms is not None:
         values["last_candle_time"] = ms_to_datetime(last_candle_time_ms)
-    result = session.execute(update(Bot).where(Bot.name == name).values(**values))
+    result = cast(CursorResult[Any], session.execute(update(Bot).where(Bot.name == name).values(**values)))
     return bool(result.rowcount)
 
 
 def update_config(session: Session, name: str, config: dict[str, Any], strategy: str,
                   config_path: str | None) -> bool:
-    result = session.execute(update(Bot).where(Bot.name == name)
-                             .values(config=config, strategy=strategy, config_path=config_path))
+    result = cast(CursorResult[Any], session.execute(
+        update(Bot).where(Bot.name == name).values(config=config, strategy=strategy, config_path=config_path)))
     return bool(result.rowcount)
 
 
@@ -159,28 +159,20 @@ def add_event(session: Session, bot_id: int, kind: str, message: str, *, level: 
 # ---------------------------------------------------------------------------- the manager's write
 
 
-def lock_bots(session: Session, bot_ids: Sequence[int]) -> set[int]:
-    """Lock the rows of ``bot_ids`` for this transaction; returns the ids that still exist."""
-    if not bot_ids:
-        return set()
-    query = select(Bot.id).where(Bot.id.in_(list(bot_ids)))
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    return set(session.scalars(query))
-
-
 def record_candle(session: Session, writes: Sequence[BotCandleWrite]) -> dict[int, int | None]:
     """Store what one candle did to each bot (bots deleted meanwhile are skipped).
 
     Returns ``{bot id: open position row id or None}`` for the bots written.
     """
-    alive = lock_bots(session, [w.bot_id for w in writes])
+    if not writes:
+        return {}
+    alive = _update_bots(session, writes)
     writes = [w for w in writes if w.bot_id in alive]
     if not writes:
         return {}
     new_orders = [(w.bot_id, o) for w in writes for o in w.new_orders]
     if new_orders:
-        session.execute(Order.__table__.insert(), [
+        session.execute(insert(Order), [
             {"bot_id": bot_id, "client_order_id": o.client_order_id, "symbol": o.symbol, "side": o.side,
              "order_type": o.order_type, "quantity": o.quantity, "limit_price": o.limit_price,
              "stop_price": o.stop_price, "status": o.status, "reason": o.reason,
@@ -194,7 +186,7 @@ def record_candle(session: Session, writes: Sequence[BotCandleWrite]) -> dict[in
     if fill_rows:
         ids = dict(session.execute(select(Order.client_order_id, Order.id).where(
             Order.client_order_id.in_([f.client_order_id for _, f in fill_rows]))).all())
-        session.execute(Fill.__table__.insert(), [
+        session.execute(insert(Fill), [
             {"order_id": ids[f.client_order_id], "bot_id": bot_id, "symbol": f.symbol, "side": f.side,
              "quantity": f.quantity, "price": f.price, "fee": f.fee, "slippage_bps": f.slippage_bps,
              "realised_pnl": f.realised_pnl, "position_after": f.position_after,
@@ -212,7 +204,7 @@ def record_candle(session: Session, writes: Sequence[BotCandleWrite]) -> dict[in
             position_ids[w.bot_id] = None if w.position is None else w.position.get("id")
     events = [(w.bot_id, e) for w in writes for e in w.events]
     if events:
-        session.execute(BotEvent.__table__.insert(), [
+        session.execute(insert(BotEvent), [
             {"bot_id": bot_id, "level": e.level, "kind": e.kind,
              "message": e.message, "data": e.data,
              "candle_time": None if e.candle_time_ms is None else ms_to_datetime(e.candle_time_ms)}
@@ -224,17 +216,58 @@ def record_candle(session: Session, writes: Sequence[BotCandleWrite]) -> dict[in
         for w in writes if w.snapshot
     ]
     if snapshots:
-        session.execute(EquitySnapshot.__table__.insert(), snapshots)
-    for w in writes:
-        values: dict[str, Any] = {
-            "balance": w.balance, "equity": w.equity, "fees_paid": w.fees_paid, "realised_pnl": w.realised_pnl,
-            "peak_equity": w.peak_equity, "state": w.state, "last_candle_time": ms_to_datetime(w.candle_time_ms),
-        }
-        if w.status is not None:
-            values["status"] = w.status
-            values["status_reason"] = w.status_reason
-        session.execute(update(Bot).where(Bot.id == w.bot_id).values(**values))
+        session.execute(insert(EquitySnapshot), snapshots)
     return position_ids
+
+
+_PG_UPDATE = (
+    "UPDATE bots SET balance = v.balance, equity = v.equity, fees_paid = v.fees_paid, "
+    "realised_pnl = v.realised_pnl, peak_equity = v.peak_equity, state = v.state, "
+    "last_candle_time = v.last_candle_time, updated_at = v.updated_at "
+    "FROM (VALUES %s) AS v(id, balance, equity, fees_paid, realised_pnl, peak_equity, state, last_candle_time, "
+    "updated_at) WHERE bots.id = v.id RETURNING bots.id"
+)
+_PG_TEMPLATE = ("(%s::bigint, %s::numeric, %s::numeric, %s::numeric, %s::numeric, %s::numeric, %s::json, "
+                "%s::timestamptz, %s::timestamptz)")
+
+
+def _update_bots(session: Session, writes: Sequence[BotCandleWrite]) -> set[int]:
+    """Each bot's money, state and ``last_candle_time``; returns the ids of the bots that still exist.
+
+    PostgreSQL: one ``UPDATE … FROM (VALUES …) RETURNING`` for all bots (one round trip; it also locks
+    the rows, so a concurrent delete waits for this transaction). SQLite: ``executemany``.
+    """
+    now = utc_now()
+    rows = [(w.bot_id, w.balance, w.equity, w.fees_paid, w.realised_pnl, w.peak_equity, w.state,
+             ms_to_datetime(w.candle_time_ms), now) for w in writes]
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        from psycopg2.extras import Json, execute_values
+
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            found = execute_values(cur, _PG_UPDATE, [(*r[:6], Json(r[6]), *r[7:]) for r in rows],
+                                   template=_PG_TEMPLATE, page_size=1000, fetch=True)
+        finally:
+            cur.close()
+        alive = {int(r[0]) for r in found}
+    else:
+        alive = set(session.scalars(select(Bot.id).where(Bot.id.in_([w.bot_id for w in writes]))))
+        table = cast(Table, Bot.__table__)
+        names = ("bot_id", *_STATE_COLUMNS, "updated_at")
+        session.execute(update(table).where(table.c.id == bindparam("bot_id"))
+                        .values({c: bindparam(c) for c in names[1:]}),
+                        [dict(zip(names, r, strict=True)) for r in rows if r[0] in alive])
+    for w in writes:
+        if w.status is not None and w.bot_id in alive:
+            session.execute(update(Bot).where(Bot.id == w.bot_id)
+                            .values(status=w.status, status_reason=w.status_reason))
+    return alive
+
+
+_STATE_COLUMNS = ("balance", "equity", "fees_paid", "realised_pnl", "peak_equity", "state", "last_candle_time")
 
 
 def _save_position(session: Session, bot_id: int, values: dict[str, Any]) -> int:
@@ -243,9 +276,7 @@ def _save_position(session: Session, bot_id: int, values: dict[str, Any]) -> int
         if isinstance(row.get(key), int):
             row[key] = ms_to_datetime(row[key])
     if values.get("id") is None:
-        result = session.execute(Position.__table__.insert().values(bot_id=bot_id, **row)
-                                 .returning(Position.__table__.c.id))
-        return int(result.scalar_one())
+        return int(session.execute(insert(Position).values(bot_id=bot_id, **row).returning(Position.id)).scalar_one())
     session.execute(update(Position).where(Position.id == values["id"]).values(**row))
     return int(values["id"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +18,7 @@ from data.bus import RedisBus
 from database.engine import session_scope
 from database.models import Bot, ComponentHealth, Fill, Order, SignalRow
 from strategies.registry import create_strategy
-from tests.bot_manager.builders import bot_config, load_candles, sessions_for, store_candles
+from tests.bot_manager.builders import bot_config, hand_computed_fills, load_candles, sessions_for, store_candles
 
 WARMUP = 300
 TOTAL = 1100
@@ -67,35 +67,6 @@ async def run_on_the_bus(db_url: str, redis_url: str, prefix: str, bots_dir: Pat
         sessions.kw["bind"].dispose()
 
 
-def _hand_computed_fills(candles: list[Candle], codes: list[int], start: int) -> list[tuple[str, Decimal, Decimal,
-                                                                                          Decimal, Decimal]]:
-    """Long-only, 1000 USDT per entry, market orders at the next open +/- 2 bps, price tick 0.1,
-    lot 0.00001, taker fee 0.10% rounded half-up to the cent: (side, quantity, price, fee, realised)."""
-    fills = []
-    position, cost, pending = Decimal(0), Decimal(0), None
-    for i in range(start, len(candles)):
-        c = candles[i]
-        if pending is not None:
-            side, qty = pending
-            raw = Decimal(repr(c.open * (1 + 2 / 10_000) if side == "buy" else c.open * (1 - 2 / 10_000)))
-            price = (raw / Decimal("0.1")).to_integral_value(ROUND_HALF_EVEN) * Decimal("0.1")
-            notional = (qty * price).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
-            fee = (notional * Decimal("0.001")).quantize(Decimal("0.01"), ROUND_HALF_UP)
-            realised = Decimal(0)
-            if side == "buy":
-                position, cost = qty, notional
-            else:
-                realised, position, cost = notional - cost, Decimal(0), Decimal(0)
-            fills.append((side, qty, price, fee, realised))
-            pending = None
-        if codes[i] == 1 and position == 0:
-            qty = (Decimal(repr(1000 / c.close)) / Decimal("0.00001")).to_integral_value(ROUND_DOWN) * Decimal("0.00001")
-            pending = ("buy", qty)
-        elif codes[i] == -1 and position > 0:
-            pending = ("sell", position)
-    return fills
-
-
 def test_a_bot_fed_on_the_bus_ends_where_a_hand_computation_of_its_signals_says(
         pg_clean: str, redis_url: str, redis_prefix: str, tmp_path: Path) -> None:
     candles = load_candles(TOTAL)
@@ -108,7 +79,7 @@ def test_a_bot_fed_on_the_bus_ends_where_a_hand_computation_of_its_signals_says(
     codes = create_strategy("sma_cross", {"fast": 5, "slow": 20}).generate_signals(frame).tolist()
     expected_signals = [(candles[i].open_time_ms, "BUY" if codes[i] > 0 else "SELL")
                         for i in range(WARMUP, TOTAL) if codes[i]]
-    expected_fills = _hand_computed_fills(candles, codes, WARMUP)
+    expected_fills = hand_computed_fills(candles, codes, WARMUP)
     assert len(expected_fills) >= 10  # the window really trades
 
     sessions = sessions_for(pg_clean)

@@ -26,12 +26,14 @@ class Scripted(BaseStrategy):
 
     name: ClassVar[str] = "scripted"
 
-    def __init__(self, script: dict[int, SignalType]) -> None:
+    def __init__(self, script: dict[int, Any]) -> None:
         super().__init__()
         self.script = script
 
     def generate_signal(self, candles: pd.DataFrame) -> Signal:
         t = int(candles["open_time"].iloc[-1])
+        if self.script.get(t) == "fail":
+            raise RuntimeError("division by zero in user code")
         return Signal(self.script.get(t, SignalType.HOLD), 0.5, "scripted", float(candles["close"].iloc[-1]), t)
 
 
@@ -40,12 +42,12 @@ class Bot:
 
     def __init__(self, script: dict[int, SignalType] | None = None, **overrides: Any) -> None:
         config = parse_bot_config(bot_config(**overrides), check_strategy=False)
-        self.script: dict[int, SignalType] = script if script is not None else {}
+        self.script: dict[int, Any] = script if script is not None else {}
         self.engine = BotEngine(config, Scripted(self.script))
         self.rows: list[tuple[int, float, float, float, float, float]] = []
         self.t = DAY0
 
-    def bar(self, o: float, h: float, l: float, c: float, signal: SignalType | None = None,  # noqa: E741
+    def bar(self, o: float, h: float, l: float, c: float, signal: Any = None,  # noqa: E741
             portfolio: PortfolioGuard | None = None) -> CandleOutcome:
         if signal is not None:
             self.script[self.t] = signal
@@ -56,7 +58,7 @@ class Bot:
         self.t += MIN
         return outcome
 
-    def flat(self, price: float, n: int = 1, signal: SignalType | None = None) -> CandleOutcome:
+    def flat(self, price: float, n: int = 1, signal: Any = None) -> CandleOutcome:
         outcome = self.bar(price, price, price, price, signal)
         for _ in range(n - 1):
             outcome = self.bar(price, price, price, price)
@@ -195,3 +197,12 @@ def test_the_portfolio_drawdown_check_fires_on_the_summed_equity() -> None:
     assert message is not None and "20.00%" in message
     guard.forget("b")  # a bot leaving is not a drawdown of the rest
     assert guard.peak_equity == pytest.approx(10_500)
+
+
+def test_a_failing_strategy_halts_only_its_own_bot_and_says_why() -> None:
+    failing, healthy = Bot(**NO_COSTS, name="failing"), Bot(**NO_COSTS, name="healthy")
+    outcome = failing.flat(100, signal="fail")
+    assert outcome.halted_reason is not None and "division by zero in user code" in outcome.halted_reason
+    assert [e.kind for e in outcome.events] == ["strategy_error"] and not failing.engine.trading
+    assert not failing.flat(100, signal=BUY).submitted
+    assert [o.side for o in healthy.flat(100, signal=BUY).submitted] == ["buy"]
