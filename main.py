@@ -75,7 +75,7 @@ async def _platform() -> int:
 
     bus = make_bus(settings.redis_url, settings.redis_prefix)
     source = await resolve_market_source(settings)
-    log.info("market source: %s (ws=%s rest=%s)", source.name, source.ws_url, source.rest_url)
+    log.info("market source: %s (ws=%s rest=%s)", source.kind, source.ws_url, source.rest_url)
     tasks = {
         asyncio.create_task(run_market_data(settings, bus, stop, ws_url=source.ws_url,
                                             rest_url=source.rest_url), name="collector"),
@@ -83,7 +83,7 @@ async def _platform() -> int:
         asyncio.create_task(serve_dashboard(settings, bus, stop), name="dashboard"),
     }
     print(f"TCP Dashboard running: http://{settings.dashboard_host}:{settings.dashboard_port} "
-          f"(market source: {source.name}); Ctrl-C to stop", flush=True)
+          f"(market source: {source.kind}); Ctrl-C to stop", flush=True)
     failed = 0
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)

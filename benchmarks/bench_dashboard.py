@@ -19,7 +19,6 @@ import csv
 import gzip
 import json
 import os
-import statistics
 import sys
 import threading
 import time
@@ -50,6 +49,7 @@ PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1
 FIXTURE = ROOT / "tests" / "fixtures" / "dash_okx_BTC-USDT-SWAP_1m_2026-01-01_07.csv.gz"
 REAL, SYNTH = "okx|BTC-USDT-SWAP", "okx|SYN-USDT"
 ROLL_UPS = (Timeframe.M5, Timeframe.M15, Timeframe.H1, Timeframe.H4, Timeframe.D1)
+SYSTEM_OUTPUTS = ("system-collectors", "system-components", "system-storage", "system-process", "system-events")
 CHART_OUTPUTS = [{"id": "market-chart", "property": "figure"}, {"id": "market-state", "property": "data"},
                  {"id": "market-status", "property": "children"}]
 
@@ -161,7 +161,8 @@ def section(title: str) -> None:
 def bench_payloads(context: object, synthetic: list[Candle], repeats: int) -> None:
     section("chart payload, server side (in-process callback body, PostgreSQL)")
     for label, market, view in (("10k real, newest", REAL, None), ("10k real, whole history", REAL, "all"),
-                                ("100k synthetic, newest", SYNTH, None), ("100k synthetic, whole history", SYNTH, "all"),
+                                ("100k synthetic, newest", SYNTH, None),
+                                ("100k synthetic, whole history", SYNTH, "all"),
                                 ("100k, newest + sma_cross lines", SYNTH, None)):
         strategy = "sma_cross" if "sma" in label else None
         for _ in range(2):  # warm-up: imports, connection pool, strategy registry
@@ -194,7 +195,8 @@ def bench_payloads(context: object, synthetic: list[Candle], repeats: int) -> No
 
 def bench_http(url: str, context: object, repeats: int) -> None:
     section("callback latency over HTTP on loopback (waitress), response size")
-    for label, market, relayout in (("switch symbol -> 10k real", REAL, None), ("switch symbol -> 100k synthetic", SYNTH, None),
+    for label, market, relayout in (("switch symbol -> 10k real", REAL, None),
+                                    ("switch symbol -> 100k synthetic", SYNTH, None),
                                     ("zoom out to all of 100k", SYNTH, {"xaxis.autorange": True})):
         times, sizes = [], []
         for _ in range(repeats):
@@ -246,8 +248,7 @@ def bench_users(url: str, context: object, users: int, seconds: float) -> None:
 
     system = {"output": "..system-collectors.children...system-components.children...system-storage.children..."
                         "system-process.children...system-events.children..",
-              "outputs": [{"id": i, "property": "children"} for i in ("system-collectors", "system-components",
-                                                                      "system-storage", "system-process", "system-events")],
+              "outputs": [{"id": i, "property": "children"} for i in SYSTEM_OUTPUTS],
               "inputs": [{"id": "system-interval", "property": "n_intervals", "value": 1}],
               "changedPropIds": ["system-interval.n_intervals"]}
 

@@ -21,7 +21,7 @@ def build_app(context: DashboardContext) -> Dash:
     """A Dash app with every page registered against ``context``."""
     app = Dash(
         __name__, title="TCP Dashboard", update_title=None, assets_folder=str(ASSETS),
-        suppress_callback_exceptions=True, serve_locally=True, eager_loading=True,
+        suppress_callback_exceptions=True, serve_locally=True,
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
     app.index_string = app.index_string.replace("<html>", '<html data-bs-theme="dark">', 1)

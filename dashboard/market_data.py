@@ -26,7 +26,7 @@ from dashboard.candles import (
     resample,
     source_timeframe,
 )
-from dashboard.figures import MarketChart, Markers, Overlay, visible_y_range
+from dashboard.figures import Markers, MarketChart, Overlay, visible_y_range
 from dashboard.live import LiveCandleCache, market_key
 from database.repositories.market import get_candles, latest_candle_time_ms, list_markets, load_candles_frame
 from database.repositories.signals import signals_in_range
@@ -154,7 +154,8 @@ class ChartRequest:
 
 
 def assemble_chart(session: Session, live: LiveCandleCache, request: ChartRequest,
-                   stored: Sequence[Timeframe], extra_markers: Sequence[Markers] = ()) -> tuple[MarketChart, dict[str, Any]]:
+                   stored: Sequence[Timeframe],
+                   extra_markers: Sequence[Markers] = ()) -> tuple[MarketChart, dict[str, Any]]:
     """The chart for ``request`` and the client state the live updates continue from."""
     tf, ex, sym = request.timeframe, request.exchange, request.symbol
     key = market_key(ex, sym, tf)

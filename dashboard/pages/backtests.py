@@ -62,9 +62,11 @@ def layout(context: DashboardContext) -> Any:
         field("strategy", dcc.Dropdown(id=ids.BT_STRATEGY, options=strategies,
                                        value=strategies[0]["value"] if strategies else None, clearable=False)),
         field("parameters (JSON)", dbc.Textarea(id=ids.BT_PARAMS, className="json-editor-small", spellCheck=False)),
-        dbc.Row([dbc.Col(field("market", dcc.Dropdown(id=ids.BT_MARKET, options=market_options, clearable=False,
-                                                      value=market_options[0]["value"] if market_options else None)), md=8),
-                 dbc.Col(field("timeframe", dcc.Dropdown(id=ids.BT_TIMEFRAME, clearable=False)), md=4)], className="g-2"),
+        dbc.Row([
+            dbc.Col(field("market", dcc.Dropdown(id=ids.BT_MARKET, options=market_options, clearable=False,
+                                                 value=market_options[0]["value"] if market_options else None)), md=8),
+            dbc.Col(field("timeframe", dcc.Dropdown(id=ids.BT_TIMEFRAME, clearable=False)), md=4),
+        ], className="g-2"),
         field("period (empty: all stored candles)", dcc.DatePickerRange(id=ids.BT_DATES, clearable=True,
                                                                         display_format="YYYY-MM-DD")),
         dbc.Row([dbc.Col(field("fee %", dbc.Input(id=ids.BT_FEE, value=0.1, min=0, step=0.01, **number)), xs=6),
@@ -91,7 +93,8 @@ def layout(context: DashboardContext) -> Any:
                              sort_action="native", filter_action="native", row_selectable="multi", page_size=12,
                              **TABLE_STYLE),
         html.Div([dbc.Button("Compare selected", id=ids.BT_COMPARE, size="sm", color="info", className="mt-2 me-2"),
-                  html.Span("click a row to open it; tick two or more to compare", className="small text-body-secondary")]),
+                  html.Span("click a row to open it; tick two or more to compare",
+                            className="small text-body-secondary")]),
     ])], className="mb-3")
     detail = dbc.Card([dbc.CardHeader(html.Div([
         html.Span("Run detail", className="me-auto"),
@@ -181,7 +184,7 @@ def run_detail(context: DashboardContext, run_id: int | None, theme: str) -> Any
     if not view.finished:
         return html.Div([header, html.P(f"{view.status}, {view.progress * 100:.0f} %")])
     metrics = dbc.Table([html.Tbody([html.Tr([html.Td(k), html.Td(v, className="text-end")])
-                                     for k, v in metric_rows(view.metrics)])], size="sm", className="mb-0 metrics-table")
+                                     for k, v in metric_rows(view.metrics)])], size="sm", className="mb-0")
     if view.kind == "optimisation":
         return html.Div([header, optimisation_detail(service, view, theme)])
     curve = service.run_equity(view.id)
@@ -302,5 +305,6 @@ def register(app: Dash, context: DashboardContext) -> None:
         return dcc.send_string(trades_csv(context.backtests().run_trades(int(run_id))), f"run_{run_id}_trades.csv")
 
     app.callback(Output(ids.BT_COMPARE_VIEW, "children"), Input(ids.BT_COMPARE, "n_clicks"),
-                 State(ids.BT_RUNS_TABLE, "selected_row_ids"), State(ids.THEME_STORE, "data"), prevent_initial_call=True,
+                 State(ids.BT_RUNS_TABLE, "selected_row_ids"), State(ids.THEME_STORE, "data"),
+                 prevent_initial_call=True,
                  )(lambda _n, run_ids, theme: comparison(context, run_ids, theme or "dark"))

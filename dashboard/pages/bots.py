@@ -202,7 +202,8 @@ def register(app: Dash, context: DashboardContext) -> None:
     @app.callback(
         Output(ids.BOT_CONFIG_EDITOR, "invalid"), Output(ids.BOT_CONFIG_FEEDBACK, "children"),
         Output(ids.BOTS_REFRESH, "data"), Output(ids.BOT_SELECTED, "options", allow_duplicate=True),
-        Output(ids.BOT_SELECTED, "value"), Input(ids.BOT_CONFIG_EDITOR, "value"), Input(ids.BOT_CREATE, "n_clicks"), Input(ids.BOT_CREATE_START, "n_clicks"),
+        Output(ids.BOT_SELECTED, "value"), Input(ids.BOT_CONFIG_EDITOR, "value"),
+        Input(ids.BOT_CREATE, "n_clicks"), Input(ids.BOT_CREATE_START, "n_clicks"),
         State(ids.BOTS_REFRESH, "data"), prevent_initial_call=True,
     )
     def _editor(text: str | None, _c: int | None, _s: int | None, version: int | None) -> tuple[Any, ...]:

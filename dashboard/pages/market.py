@@ -63,7 +63,8 @@ def layout(context: DashboardContext) -> Any:
     ])
 
 
-def timeframe_options(context: DashboardContext, market: str | None, current: str | None) -> tuple[list[dict[str, str]], str | None]:
+def timeframe_options(context: DashboardContext, market: str | None,
+                      current: str | None) -> tuple[list[dict[str, str]], str | None]:
     info = next((m for m in market_list(context) if m.value == market), None)
     if info is None:
         return [], None

@@ -58,7 +58,8 @@ def collectors_table(rows: list[HealthRow]) -> Any:
     seen = {key for row in rows for key in row.data if not isinstance(row.data[key], dict | list)}
     keys = [k for k in preferred if k in seen] + sorted(seen - set(preferred))
     headings = dict(COLLECTOR_FIELDS)
-    header = html.Thead(html.Tr([html.Th("collector"), html.Th("status"), *(html.Th(headings.get(k, k)) for k in keys)]))
+    header = html.Thead(html.Tr([html.Th("collector"), html.Th("status"),
+                                 *(html.Th(headings.get(k, k)) for k in keys)]))
     body = html.Tbody([
         html.Tr([html.Td(row.component.removeprefix("collector.")), html.Td(status_badge(row)),
                  *(html.Td(format_value(k, row.data.get(k))) for k in keys)])

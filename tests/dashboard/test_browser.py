@@ -24,7 +24,6 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from backtesting.service import BacktestService
 from bot_manager.service import BotService
-from config.domain import Candle
 from config.settings import load_settings
 from database.engine import make_engine, make_session_factory
 from database.migrate import upgrade
@@ -122,8 +121,9 @@ def text_of(browser: WebDriver, element_id: str) -> str:
 
 
 def test_every_page_loads_without_console_errors(platform: Platform, browser: WebDriver) -> None:
-    for path, ready, name in (("/", "#market-chart .main-svg", "market"), ("/bots", "#bots-table", "bots"),
-                              ("/backtests", "#bt-runs-table", "backtests"), ("/system", "#system-collectors", "system")):
+    pages = (("/", "#market-chart .main-svg", "market"), ("/bots", "#bots-table", "bots"),
+             ("/backtests", "#bt-runs-table", "backtests"), ("/system", "#system-collectors", "system"))
+    for path, ready, name in pages:
         open_page(browser, platform, path, ready)
         if path == "/":
             drawn(browser)
