@@ -8,9 +8,10 @@ The signals come from ``strategy.generate_signals`` on the whole history, which 
 contract equals what the live engine computes bar by bar; no bar can see a later one because
 orders placed on bar ``i`` only fill on ``i+1``.
 
-For speed, a bar on which the bot is flat, has no pending order and gets no signal only advances
-the broker's clock (what ``process`` would do too: no fill, no risk alert is possible then), and
-the equity curve is rebuilt afterwards from the account state after each fill.
+For speed, a bar on which the bot is flat, has no pending order and gets no signal is skipped: on it
+``process`` could only move the broker's clock (no fill, no risk alert is possible), which the next
+call sets anyway. The equity curve is rebuilt afterwards from the account state after each fill.
+tests/backtesting/test_live_parity.py checks the fills equal those of ``BotEngine.process``.
 """
 
 from __future__ import annotations
@@ -65,8 +66,7 @@ def run_bars(config: BotConfig, strategy: BaseStrategy, data: CandleData, signal
     if n:
         codes[-1] = 0  # no later bar to fill an order of the last bar
     run = _Run(config, strategy, data)
-    # One pass over plain Python lists (no per-chunk copies: large young containers would make
-    # every garbage-collector pass of the event-heavy loop scan them again).
+    # Plain Python lists: element access and float arithmetic are several times faster than on numpy.
     rows = zip(range(n), data.open_time.tolist(), data.open.tolist(), data.high.tolist(), data.low.tolist(),
                data.close.tolist(), data.volume.tolist(), codes.tolist(), strict=True)
     with _collector_paused():

@@ -113,7 +113,11 @@ def execute_backtest(factory: sessionmaker[Session], run_id: int) -> None:
 
 
 class Worker:
-    """Claims queued runs and executes each in a child process; ``max_jobs`` at a time."""
+    """Claims queued runs and executes each in a child process; ``max_jobs`` at a time.
+
+    While a job runs, its supervising thread heartbeats the row every second and, after a cancel
+    request, gives the job ``CANCEL_GRACE_SECONDS`` to stop on its own before terminating it.
+    """
 
     def __init__(self, database_url: str, *, max_jobs: int = 1, poll_seconds: float = 1.0,
                  stale_after: timedelta = timedelta(minutes=2), name: str | None = None) -> None:
@@ -146,7 +150,7 @@ class Worker:
             if not process.is_alive():
                 break
             with session_scope(self._factory) as session:
-                asked = runs.cancel_requested(session, run_id)
+                asked = runs.heartbeat(session, run_id)
             if asked and cancel_seen is None:
                 cancel_seen = time.monotonic()
             if cancel_seen is not None and time.monotonic() - cancel_seen > CANCEL_GRACE_SECONDS:
@@ -180,8 +184,14 @@ class Worker:
         """Claim and run jobs until ``stop`` (or :meth:`stop`) is set; ``max_jobs`` threads."""
         stop = stop or self._stop
         slots = threading.Semaphore(self.max_jobs)
-        self.requeue_stale()
+        next_reap = 0.0
         while not stop.is_set():
+            if time.monotonic() >= next_reap:
+                next_reap = time.monotonic() + self.stale_after.total_seconds() / 2
+                try:
+                    self.requeue_stale()
+                except Exception:  # noqa: BLE001 - a database outage must not end the worker
+                    log.exception("looking for stale runs failed; retrying")
             if not slots.acquire(timeout=self.poll_seconds):
                 continue
             try:

@@ -71,6 +71,10 @@ class _Best:
                 "best_metrics": self.metrics, "trials": self.trials, "failed_trials": self.failed}
 
 
+STORE_BATCH = 200
+STORE_SECONDS = 0.5
+
+
 class _Optimisation:
     """One optimisation run being executed (inside a worker or the CLI)."""
 
@@ -85,6 +89,8 @@ class _Optimisation:
             self.prepared = load_data(self.base, session)
         self.declared = check_names(self.base.strategy, [*self.search.grid, *self.search.space])
         self.progress = ProgressReporter(factory, run_id)
+        self._pending: list[tuple[Trial, float | None, dict[str, Any] | None]] = []
+        self._stored_at = time.monotonic()
 
     @property
     def data(self) -> CandleData:
@@ -109,28 +115,45 @@ class _Optimisation:
             points = grid_points(self.search.grid)
             total = len(points)
             tasks: Iterator[tuple[dict[str, Any], tuple[int, int]]] = ((p, window) for p in points)
-            pool.run(tasks, lambda t: self._record(t, best, done + share * best.trials / total, label))
+            pool.run(tasks, lambda t: self._record(t, best, total, done, share, label))
         else:
             self._optuna(pool, window, best, done, share, label)
+        self._store(best)
         if self.progress.cancelled:
             raise RunCancelled(f"optimisation {self.run_id} cancelled after {best.trials} trials")
         return best
 
-    def _record(self, trial: Trial, best: _Best, fraction: float, label: dict[str, Any] | None) -> bool:
+    def _record(self, trial: Trial, best: _Best, total: int, done: float, share: float,
+                label: dict[str, Any] | None) -> bool:
+        """Keep a finished trial; store the kept ones in one transaction every half second."""
         score = None if trial.metrics is None else score_of(trial.metrics, self.search.objective,
                                                             self.search.min_trades)
-        spec = self.base.with_params({**self.base.params, **trial.params})
+        self._pending.append((trial, score, label))
+        if len(self._pending) < STORE_BATCH and time.monotonic() - self._stored_at < STORE_SECONDS:
+            return False
+        self._store(best)
+        return self.progress(done + share * best.trials / total)
+
+    def _store(self, best: _Best) -> None:
+        if not self._pending:
+            return
+        stored = []
         with session_scope(self.factory) as session:
-            status = RunStatus.DONE if trial.metrics is not None else RunStatus.FAILED
-            extra = {"window": list(trial.window), **(label or {})}
-            trial_id = create_backtest_run(session, spec, kind="trial", parent_id=self.run_id, status=status,
-                                           extra_settings=extra)
-            if trial.metrics is not None:
-                runs.finish_run(session, trial_id, metrics=trial.metrics, score=score)
-            else:
-                runs.fail_run(session, trial_id, trial.error or "failed")
-        best.offer(trial, score, trial_id)
-        return self.progress(fraction)
+            for trial, score, label in self._pending:
+                spec = self.base.with_params({**self.base.params, **trial.params})
+                status = RunStatus.DONE if trial.metrics is not None else RunStatus.FAILED
+                extra = {"window": list(trial.window), **(label or {})}
+                trial_id = create_backtest_run(session, spec, kind="trial", parent_id=self.run_id, status=status,
+                                               extra_settings=extra)
+                if trial.metrics is not None:
+                    runs.finish_run(session, trial_id, metrics=trial.metrics, score=score)
+                else:
+                    runs.fail_run(session, trial_id, trial.error or "failed")
+                stored.append((trial, score, trial_id))
+        for trial, score, trial_id in stored:
+            best.offer(trial, score, trial_id)
+        self._pending.clear()
+        self._stored_at = time.monotonic()
 
     def _optuna(self, pool: TrialPool, window: tuple[int, int], best: _Best, done: float, share: float,
                 label: dict[str, Any] | None) -> None:
@@ -154,7 +177,7 @@ class _Optimisation:
 
         def on_result(result: Trial) -> bool:
             trial = asked[tuple(sorted(result.params.items()))].pop(0)
-            stop = self._record(result, best, done + share * best.trials / search.trials, label)
+            stop = self._record(result, best, search.trials, done, share, label)
             score = None if result.metrics is None else score_of(result.metrics, search.objective,
                                                                  search.min_trades)
             if score is None:

@@ -7,12 +7,12 @@ connections) that imported the backtest modules once, so each start costs millis
 from __future__ import annotations
 
 import multiprocessing
-from multiprocessing.context import BaseContext
+from multiprocessing.context import ForkServerContext
 
 PRELOAD = ["backtesting.jobs", "backtesting.optimise", "backtesting.search"]
 
 
-def process_context() -> BaseContext:
+def process_context() -> ForkServerContext:
     """The ``forkserver`` context every job and trial process is started from."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)

@@ -58,7 +58,7 @@ class Dimension(BaseModel):
 
     low: float | None = None
     high: float | None = None
-    step: float | None = Field(None, gt=0)
+    step: float | None = Field(default=None, gt=0)
     log: bool = False
     choices: list[ParamValue] | None = None
 
@@ -87,10 +87,10 @@ class OptimisationSpec(BaseModel):
     method: Literal["grid", "optuna"] = "grid"
     grid: dict[str, list[ParamValue]] = Field(default_factory=dict)
     space: dict[str, Dimension] = Field(default_factory=dict)
-    trials: int = Field(50, ge=1, le=100_000)
+    trials: int = Field(default=50, ge=1, le=100_000)
     objective: Objective = Objective.SHARPE
-    min_trades: int = Field(1, ge=0)
-    workers: int | None = Field(None, ge=1)
+    min_trades: int = Field(default=1, ge=0)
+    workers: int | None = Field(default=None, ge=1)
     seed: int | None = None
     optuna_storage: str | None = None
     study_name: str | None = None

@@ -43,12 +43,12 @@ class BacktestRequest(BaseModel):
     start: datetime | None = None
     end: datetime | None = None
     data_file: str | None = None
-    cash: float = Field(10_000.0, gt=0)
-    fee: float = Field(0.001, ge=0, lt=0.05)
-    slippage_bps: float = Field(0.0, ge=0)
-    size_fraction: float = Field(1.0, gt=0)
+    cash: float = Field(default=10_000.0, gt=0)
+    fee: float = Field(default=0.001, ge=0, lt=0.05)
+    slippage_bps: float = Field(default=0.0, ge=0)
+    size_fraction: float = Field(default=1.0, gt=0)
     allow_short: bool = False
-    leverage: float = Field(1.0, ge=1)
+    leverage: float = Field(default=1.0, ge=1)
     stop_loss_pct: float | None = None
     take_profit_pct: float | None = None
     trailing_stop_pct: float | None = None

@@ -35,7 +35,7 @@ class BacktestSpec(BaseModel):
     data_file: str | None = None
     start_ms: int | None = None
     end_ms: int | None = None
-    warmup_bars: int | None = Field(None, ge=0)
+    warmup_bars: int | None = Field(default=None, ge=0)
     close_at_end: bool = False
     path: Path_ = "auto"
 

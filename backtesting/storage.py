@@ -27,7 +27,8 @@ def create_backtest_run(session: Session, spec: BacktestSpec, *, kind: str = "ba
                         extra_settings: dict[str, Any] | None = None) -> int:
     """A ``strategy_runs`` row describing ``spec`` (queued for a worker by default)."""
     bot = spec.bot
-    settings = {"spec": spec.to_json(), "engine_version": ENGINE_VERSION, **(extra_settings or {})}
+    settings = {"spec": spec.to_json(), "account": account_summary(spec), "engine_version": ENGINE_VERSION,
+                **(extra_settings or {})}
     return runs.create_run(
         session, kind=kind, name=name, strategy=bot.strategy, params=dict(bot.params), settings=settings,
         exchange=bot.exchange, symbol=bot.symbol, timeframe=bot.timeframe.value,
@@ -35,6 +36,15 @@ def create_backtest_run(session: Session, spec: BacktestSpec, *, kind: str = "ba
         end_time=None if spec.end_ms is None else ms_to_datetime(spec.end_ms),
         data_source=spec.data_file or "database", parent_id=parent_id, status=status,
     )
+
+
+def account_summary(spec: BacktestSpec) -> dict[str, Any]:
+    """The account settings a run list shows (the full bot configuration is in ``spec``)."""
+    bot = spec.bot
+    return {"starting_balance": float(bot.starting_balance), "taker_fee_pct": bot.fees.taker_pct,
+            "maker_fee_pct": bot.fees.maker_pct, "slippage": bot.slippage.model_dump(mode="json"),
+            "sizing": bot.sizing.model_dump(mode="json"), "direction": bot.direction.value,
+            "leverage": bot.leverage, "risk": bot.risk.model_dump(mode="json")}
 
 
 def spec_of(run: StrategyRun) -> BacktestSpec:

@@ -177,15 +177,16 @@ def round_to_tick(prices: np.ndarray, tick: Decimal) -> np.ndarray:
 def _equity_curve(close: np.ndarray, position: np.ndarray, entries: np.ndarray, side: np.ndarray,
                   size: np.ndarray, entry_price: np.ndarray, before: np.ndarray, growth: np.ndarray,
                   cash: float, rate: float) -> np.ndarray:
+    """Equity at each close: in a trade ``balance + side * (close * size - cost)``, i.e.
+    ``base + slope * close`` per trade; flat, the equity the last trade ended with."""
     n = close.shape[0]
     if entries.size == 0:
         return np.full(n, cash, dtype=np.float64)
+    cost = size * entry_price
+    base = np.append(before - rate * cost - side * cost, cash)  # index -1: before the first trade
+    slope = np.append(side * size, 0.0)
+    flat = np.append(before * growth, cash)
     marks = np.zeros(n, dtype=np.int64)
     marks[entries] = np.arange(1, entries.size + 1)
     latest = np.maximum.accumulate(marks) - 1  # the latest trade entered at or before each bar
-    t = np.maximum(latest, 0)
-    cost = size[t] * entry_price[t]
-    balance = before[t] - rate * cost
-    holding = balance + side[t] * (close * size[t] - cost)
-    after_exit = np.where(latest >= 0, before[t] * growth[t], cash)
-    return np.where(position != 0, holding, after_exit)
+    return np.where(position != 0, base[latest] + slope[latest] * close, flat[latest])

@@ -139,6 +139,7 @@ class BotManager:
         loaded = self.bots
         names = {name: (bot_id, BotStatus(status)) for bot_id, (name, status, _) in wanted.items()}
         to_load: list[str] = []
+        resumed: set[str] = set()
         for name, bot in loaded.items():
             target = names.get(name)
             if target is None or target[0] != bot.bot_id or target[1] not in LOADED:
@@ -152,6 +153,7 @@ class BotManager:
                 elif target[1] is BotStatus.RUNNING:  # resumed after a halt: reload its stored state
                     self._unload(bot)
                     to_load.append(name)
+                    resumed.add(name)
                 else:
                     bot.status = target[1]
                     bot.engine.trading = False
@@ -163,6 +165,8 @@ class BotManager:
                 for row in bots_repo.list_bots(session, [s.value for s in LOADED]):
                     if row.name in to_load:
                         loaded_bot = self._load(session, row)
+                        if loaded_bot is not None and row.name in resumed:
+                            loaded_bot.engine.resume()
                         if loaded_bot is not None:
                             touched.add(loaded_bot.engine.config.market_key)
                             out.append(_event(row.name, "loaded", f"bot loaded ({row.status})"))

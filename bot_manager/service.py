@@ -146,6 +146,10 @@ class BotService:
                 skip_to = market_repo.latest_candle_time_ms(session, bot.exchange, bot.symbol,
                                                             Timeframe(bot.timeframe))
             repo.set_status(session, name, target.value, None, last_candle_time_ms=skip_to)
+            if current is BotStatus.HALTED and bot.state.get("risk"):
+                # drawdown is measured from the current equity again, or the kill switch fires at once
+                state = {**bot.state, "risk": {**bot.state["risk"], "peak_equity": float(bot.equity)}}
+                repo.set_state(session, name, state, Decimal(bot.equity))
             repo.add_event(session, bot.id, "status", f"{current.value} -> {target.value}")
             session.refresh(bot)
             return self._summary(session, bot)

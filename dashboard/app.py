@@ -20,7 +20,8 @@ PAGES: tuple[ModuleType, ...] = (market, bots, backtests, system)
 def build_app(context: DashboardContext) -> Dash:
     """A Dash app with every page registered against ``context``."""
     app = Dash(
-        __name__, title="TCP Dashboard", update_title=None, assets_folder=str(ASSETS),
+        __name__, title="TCP Dashboard", update_title=None,  # type: ignore[arg-type]  # None: keep the title
+        assets_folder=str(ASSETS),
         suppress_callback_exceptions=True, serve_locally=True,
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )

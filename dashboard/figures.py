@@ -99,13 +99,15 @@ class Overlay:
 
 @dataclass(frozen=True, slots=True)
 class Markers:
-    """Points drawn over the candles (signals, fills, trades); ``kind`` picks symbol and colour."""
+    """Points drawn over the candles; ``kind`` picks symbol and colour, ``hollow`` outlines them
+    (signals are hollow, fills and trades solid)."""
 
     label: str
     kind: str  # "buy" | "sell" | "exit"
     time_ms: np.ndarray
     price: np.ndarray
     text: tuple[str, ...] = ()
+    hollow: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +225,10 @@ def market_figure(chart: MarketChart, theme: str) -> Figure:
         trace: dict[str, Any] = {
             "type": "scatter", "mode": "markers", "name": markers.label, "xaxis": "x", "yaxis": "y",
             "x": typed(markers.time_ms), "y": typed(markers.price),
-            "marker": {"symbol": symbol, "size": 11, "color": colours[colour_key],
-                       "line": {"width": 1, "color": colours["font"]}},
+            "marker": {"symbol": f"{symbol}-open" if markers.hollow else symbol, "size": 11,
+                       "color": colours[colour_key],
+                       "line": {"width": 2 if markers.hollow else 1,
+                                "color": colours[colour_key] if markers.hollow else colours["font"]}},
         }
         if markers.text:
             trace["text"] = list(markers.text)

@@ -136,7 +136,7 @@ def signal_markers(session: Session, exchange: str, symbol: str, timeframe: Time
                 f"{signal_type.value} signals", kind,
                 np.array([e.candle_time_ms for e in chosen], dtype=np.int64),
                 np.array([e.price for e in chosen], dtype=np.float64),
-                tuple(f"{e.signal_type.value} {e.source}: {e.reason}"[:160] for e in chosen),
+                tuple(f"{e.signal_type.value} {e.source}: {e.reason}"[:160] for e in chosen), hollow=True,
             ))
     return tuple(out)
 

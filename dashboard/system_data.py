@@ -18,10 +18,12 @@ from database.repositories.ops import list_health, recent_system_events
 
 COLLECTOR_PREFIX = "collector."
 STALE_AFTER_S = 60.0
-# Health fields shown in the collector table, with their headings (a missing field shows "–").
+# Health fields of ``collector.<exchange>.<symbol>`` rows shown as columns, with their headings.
 COLLECTOR_FIELDS = (
-    ("connected", "connected"), ("last_trade_ms", "last trade"), ("msgs_per_s", "msgs/s"),
-    ("reconnects", "reconnects"), ("gaps_backfilled", "gaps backfilled"), ("malformed", "malformed frames"),
+    ("state", "connection"), ("last_trade_ms", "last trade"), ("trades_per_s", "trades/s"),
+    ("connection_frames_per_s", "msgs/s"), ("reconnects", "reconnects"), ("gaps_backfilled", "gaps backfilled"),
+    ("unrepaired_minutes", "unrepaired min"), ("malformed_frames", "malformed frames"),
+    ("late_revisions", "late revisions"),
 )
 _SECRET_WORDS = ("password", "secret", "token", "key", "credential", "passphrase")
 
@@ -161,6 +163,8 @@ def format_value(key: str, value: Any, now_ms: int | None = None) -> str:
         return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, dict):  # counts by kind, e.g. malformed frames: show the total
+        return str(sum(v for v in value.values() if isinstance(v, int | float)))
     if key.endswith("_ms") and isinstance(value, int | float) and value > 1e11:
         now_ms = now_ms or datetime_to_ms(datetime.now(UTC))
         return f"{format_age(max(0.0, (now_ms - value) / 1000))} ago"

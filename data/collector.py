@@ -49,6 +49,7 @@ class CollectorConfig:
     pong_timeout_s: float = 10.0
     initial_lookback_ms: int = INITIAL_LOOKBACK_MS
     repair_ready_delay_s: float = 1.0
+    durable_commits: bool = True
 
 
 class Collector:
@@ -65,6 +66,7 @@ class Collector:
         self.writer = StorageWriter(self.db, exchange=config.exchange, store_trades=config.store_trades,
                                     flush_interval=config.flush_interval_s,
                                     trade_retention_days=config.trade_retention_days,
+                                    durable_commits=config.durable_commits,
                                     on_stored=self.publisher.closed,
                                     on_event=lambda lvl, msg, data: self.health.event("writer", lvl, msg, data))
         self.rest = OkxRest(config.rest_url)

@@ -24,7 +24,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from config.domain import Candle
 from data.okx.frames import WireTrade
 from database.engine import make_session_factory, session_scope
-from database.repositories.market import insert_trade_rows, prune_trades, retention_cutoff, upsert_candles
+from database.repositories.market import (
+    insert_trade_rows,
+    prune_trades,
+    relax_commit_durability,
+    retention_cutoff,
+    upsert_candles,
+)
 from database.timescale import uses_timescale
 
 log = logging.getLogger(__name__)
@@ -67,7 +73,7 @@ class StorageWriter:
     def __init__(self, engine: Engine, *, exchange: str = "okx", store_trades: bool = True,
                  flush_interval: float = 0.2, max_candles: int = 500_000, max_trades: int = 5_000_000,
                  retry_base: float = 0.25, retry_cap: float = 5.0, trade_retention_days: int | None = None,
-                 final_flush_timeout: float = 10.0,
+                 final_flush_timeout: float = 10.0, durable_commits: bool = True,
                  on_stored: Callable[[list[Candle]], None] | None = None,
                  on_event: Callable[[str, str, dict[str, object]], None] | None = None) -> None:
         self._factory = make_session_factory(engine)
@@ -81,6 +87,7 @@ class StorageWriter:
         self.retry_cap = retry_cap
         self.trade_retention_days = trade_retention_days
         self.final_flush_timeout = final_flush_timeout
+        self.durable_commits = durable_commits
         self.on_stored = on_stored
         self.on_event = on_event
         self.stats = WriterStats()
@@ -222,6 +229,8 @@ class StorageWriter:
 
     def _upsert(self, candles: list[Candle]) -> None:
         with session_scope(self._factory) as session:
+            if not self.durable_commits:
+                relax_commit_durability(session)
             upsert_candles(session, candles)
 
     async def _write_trades(self) -> bool:
@@ -256,6 +265,8 @@ class StorageWriter:
         rows = [(exchange, symbol, t.tradeId, t.ts, t.px, t.sz, t.side.value)
                 for symbol, trades in batch for t in trades]
         with session_scope(self._factory) as session:
+            if not self.durable_commits:
+                relax_commit_durability(session)
             insert_trade_rows(session, rows)
 
     async def _prune(self) -> None:

@@ -89,9 +89,9 @@ def layout(context: DashboardContext) -> Any:
                                        disabled=True)])], className="mt-2"),
     ])], className="mb-3")
     runs = dbc.Card([dbc.CardHeader("Runs"), dbc.CardBody([
-        dash_table.DataTable(id=ids.BT_RUNS_TABLE, columns=[{"name": t, "id": k} for k, t in RUN_COLUMNS], data=[],
-                             sort_action="native", filter_action="native", row_selectable="multi", page_size=12,
-                             **TABLE_STYLE),
+        dash_table.DataTable(  # type: ignore[attr-defined]
+            id=ids.BT_RUNS_TABLE, columns=[{"name": t, "id": k} for k, t in RUN_COLUMNS], data=[],
+            sort_action="native", filter_action="native", row_selectable="multi", page_size=12, **TABLE_STYLE),
         html.Div([dbc.Button("Compare selected", id=ids.BT_COMPARE, size="sm", color="info", className="mt-2 me-2"),
                   html.Span("click a row to open it; tick two or more to compare",
                             className="small text-body-secondary")]),
@@ -118,10 +118,11 @@ def default_texts(strategy: str | None) -> tuple[str, str]:
 
     spec = get_strategy_class(strategy).params_spec
     defaults = {k: p.default for k, p in spec.items()}
-    grid = {}
+    grid: dict[str, list[int]] = {}
     for key, param in spec.items():
         if param.type is int and len(grid) < 2:
-            values = sorted({max(int(param.min or 1), int(param.default * f)) for f in (0.5, 1, 2)})
+            default = int(param.default)
+            values = sorted({max(int(param.min or 1), int(default * f)) for f in (0.5, 1, 2)})
             grid[key] = [v for v in values if param.max is None or v <= param.max]
     return json.dumps(defaults, indent=1), json.dumps(grid)
 
@@ -151,7 +152,7 @@ def submit(context: DashboardContext, optimise: bool, form: tuple[Any, ...], gri
 
 
 def error(field: str, reason: str) -> Any:
-    return html.Span([html.Strong(f"{field}: "), reason], className="text-danger", **{"data-field": field})
+    return html.Span([html.Strong(f"{field}: "), reason], className="text-danger")
 
 
 def progress(context: DashboardContext, run_id: int | None) -> tuple[Any, ...]:
@@ -194,14 +195,18 @@ def run_detail(context: DashboardContext, run_id: int | None, theme: str) -> Any
     return html.Div([header, dbc.Row([
         dbc.Col(metrics, lg=3),
         dbc.Col(dcc.Graph(figure=equity, style={"height": "360px"}, config={"displaylogo": False}), lg=9),
-    ]), dcc.Graph(figure=trades_chart(context, view, trades, theme), style={"height": "440px"},
+    ]), dcc.Graph(figure=trades_chart(context, view, trades, curve.get("t") or [], theme), style={"height": "440px"},
                   config={"displaylogo": False, "scrollZoom": True})])
 
 
-def trades_chart(context: DashboardContext, view: Any, trades: list[dict[str, Any]], theme: str) -> dict[str, Any]:
-    if not view.symbol or not view.timeframe or view.start_time is None or view.end_time is None:
+def trades_chart(context: DashboardContext, view: Any, trades: list[dict[str, Any]], times: list[int],
+                 theme: str) -> dict[str, Any]:
+    """The run's candles with its entries and exits (over its period, else its equity curve's)."""
+    start = datetime_to_ms(view.start_time) if view.start_time else (times[0] if times else None)
+    end = datetime_to_ms(view.end_time) if view.end_time else (times[-1] if times else None)
+    if not view.symbol or not view.timeframe or start is None or end is None:
         return empty_figure("this run has no stored market to draw", theme)
-    window = (datetime_to_ms(view.start_time), datetime_to_ms(view.end_time))
+    window = (int(start), int(end))
     request = ChartRequest(view.exchange or "okx", view.symbol, Timeframe(view.timeframe), view.strategy, window,
                            dict(view.params), signals=False)
     with context.session() as session:
@@ -220,8 +225,9 @@ def optimisation_detail(service: Any, view: Any, theme: str) -> Any:
         parts.append(dcc.Graph(figure=heatmap_figure(x_name, y_name, xs, ys, z, "score", theme),
                                style={"height": "420px"}, config={"displaylogo": False}))
     rows = [run_row(t) for t in trials[:50]]
-    parts.append(dash_table.DataTable(columns=[{"name": t, "id": k} for k, t in RUN_COLUMNS], data=rows,
-                                      sort_action="native", page_size=10, **TABLE_STYLE))
+    parts.append(dash_table.DataTable(  # type: ignore[attr-defined]
+        columns=[{"name": t, "id": k} for k, t in RUN_COLUMNS], data=rows,
+        sort_action="native", page_size=10, **TABLE_STYLE))
     return html.Div(parts)
 
 

@@ -91,8 +91,8 @@ def layout(context: DashboardContext) -> Any:
         dcc.Interval(id=ids.BOTS_INTERVAL, interval=REFRESH_MS), dcc.Store(id=ids.BOTS_REFRESH, data=0),
         dbc.Row([
             dbc.Col(dbc.Card([dbc.CardHeader("Bots"), dbc.CardBody([html.Div(id=ids.BOTS_TABLE), html.Hr(), controls])],
-                             className="mb-3"), lg=7),
-            dbc.Col(create, lg=5),
+                             className="mb-3"), lg=8),
+            dbc.Col(create, lg=4),
         ]),
         detail,
     ])
@@ -117,7 +117,7 @@ def check_config(text: str | None) -> tuple[bool, Any]:
 
 def error_feedback(exc: ConfigurationError) -> Any:
     where = f"{exc.field}: " if exc.field else ""
-    return html.Span([html.Strong(where), exc.reason], className="text-danger", **{"data-field": exc.field or ""})
+    return html.Span([html.Strong(where), exc.reason], className="text-danger")
 
 
 def create_bot(context: DashboardContext, text: str | None, start: bool) -> tuple[bool, Any, str | None]:

@@ -54,9 +54,8 @@ def collectors_table(rows: list[HealthRow]) -> Any:
     if not rows:
         return html.P("No collector has reported yet (component_health rows collector.<exchange>.<symbol>).",
                       className="text-body-secondary mb-0")
-    preferred = [key for key, _ in COLLECTOR_FIELDS]
-    seen = {key for row in rows for key in row.data if not isinstance(row.data[key], dict | list)}
-    keys = [k for k in preferred if k in seen] + sorted(seen - set(preferred))
+    seen = {key for row in rows for key in row.data}
+    keys = [key for key, _ in COLLECTOR_FIELDS if key in seen]
     headings = dict(COLLECTOR_FIELDS)
     header = html.Thead(html.Tr([html.Th("collector"), html.Th("status"),
                                  *(html.Th(headings.get(k, k)) for k in keys)]))

@@ -132,6 +132,11 @@ def set_status(session: Session, name: str, status: str, reason: str | None = No
     return bool(result.rowcount)
 
 
+def set_state(session: Session, name: str, state: dict[str, Any], peak_equity: Decimal) -> None:
+    """Replace a stopped or halted bot's stored state (the manager owns it while the bot runs)."""
+    session.execute(update(Bot).where(Bot.name == name).values(state=state, peak_equity=peak_equity))
+
+
 def update_config(session: Session, name: str, config: dict[str, Any], strategy: str,
                   config_path: str | None) -> bool:
     result = cast(CursorResult[Any], session.execute(

@@ -86,7 +86,9 @@ def report_progress(session: Session, run_id: int, progress: float) -> bool:
     return bool(session.scalar(select(StrategyRun.cancel_requested).where(StrategyRun.id == run_id)))
 
 
-def cancel_requested(session: Session, run_id: int) -> bool:
+def heartbeat(session: Session, run_id: int) -> bool:
+    """A running job's supervisor is alive; returns True when a cancel was requested."""
+    session.execute(update(StrategyRun).where(StrategyRun.id == run_id).values(heartbeat_at=utc_now()))
     return bool(session.scalar(select(StrategyRun.cancel_requested).where(StrategyRun.id == run_id)))
 
 

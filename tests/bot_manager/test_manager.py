@@ -168,3 +168,23 @@ async def _control_session(db_url: str, redis_url: str, prefix: str, bots_dir: P
 def test_the_service_controls_a_running_manager_through_the_database(
         pg_clean: str, redis_url: str, redis_prefix: str, tmp_path: Path) -> None:
     asyncio.run(_control_session(pg_clean, redis_url, redis_prefix, tmp_path))
+
+
+def test_a_halted_bot_resumed_by_the_service_trades_again_from_its_current_equity(db_url: str) -> None:
+    sessions = sessions_for(db_url)
+    store_candles(sessions, flat_candles([100.0] * 10))
+    service = BotService(sessions)
+    service.create_bot(all_in("phoenix", max_drawdown_pct=30), start=True)
+    manager = BotManager(sessions)
+    manager.start()
+    for candle in flat_candles([101.0, 101.0, 60.0, 60.0, 60.0, 60.0], start=T0 + 10 * MIN):
+        store_candles(sessions, [candle])
+        manager.on_candle(candle)
+    assert service.list_bots()[0].status == "halted"
+    service.resume("phoenix")
+    manager.refresh()
+    for candle in flat_candles([60.0, 60.0, 61.0, 61.0, 61.0], start=T0 + 16 * MIN):
+        store_candles(sessions, [candle])
+        manager.on_candle(candle)
+    summary = service.list_bots()[0]
+    assert summary.status == "running" and summary.position_side == "long"  # bought the new rise, not re-killed

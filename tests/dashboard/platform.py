@@ -1,6 +1,7 @@
 """The platform pieces the browser tests need, on one event loop in a background thread: the
-dashboard (``serve_dashboard``), the bot runtime (``run_bots``) and a candle feeder that writes
-candles to the database and publishes them on the real Redis bus, as the collector does."""
+dashboard (``serve_dashboard``), the bot runtime (``run_bots``), optionally the market replay
+server with the real collector in front of it, and a candle feeder that writes candles to the
+database and publishes them on the real Redis bus, as the collector does."""
 
 from __future__ import annotations
 
@@ -20,16 +21,22 @@ from dashboard.server import serve_dashboard
 from data import topics
 from data.bus import RedisBus
 from data.messages import candle_to_message
+from data.replay.server import ReplayServer
+from data.service import DEMO_HISTORY_MS, demo_tapes, run_market_data
 from database.engine import session_scope
 from database.repositories.market import upsert_candles
 
 
 class Platform:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], redis_url: str, prefix: str, *,
-                 bots: bool = True) -> None:
+                 bots: bool = True, replay_speed: float | None = None) -> None:
+        """``replay_speed``: also serve the bundled demo replay of BTC-USDT at that speed and run the
+        collector on it."""
         self.settings, self.sessions = settings, sessions
         self._redis = (redis_url, prefix)
         self._bots = bots
+        self._replay_speed = replay_speed
+        self.replay: ReplayServer | None = None
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-platform", daemon=True)
         self._stop: asyncio.Event | None = None
@@ -51,6 +58,13 @@ class Platform:
             self.settings, self.bus, self._stop, port=0, on_listening=ready.set_result)))
         if self._bots:
             self._tasks.append(asyncio.create_task(run_bots(self.settings, self.bus, self._stop, poll_interval=0.5)))
+        if self._replay_speed is not None:
+            tapes = await asyncio.to_thread(demo_tapes, ["BTC-USDT"])
+            self.replay = ReplayServer(tapes, speed=self._replay_speed, loop=True, port=0, history_ms=DEMO_HISTORY_MS)
+            await self.replay.start()
+            self._tasks.append(asyncio.create_task(run_market_data(
+                self.settings, self.bus, self._stop, symbols=["BTC-USDT"], ws_url=self.replay.ws_url,
+                rest_url=self.replay.rest_url)))
 
     def call(self, coroutine: Coroutine[Any, Any, Any]) -> Future[Any]:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
@@ -83,6 +97,8 @@ class Platform:
             assert self._stop is not None
             self._stop.set()
             await asyncio.wait(self._tasks, timeout=timeout)
+            if self.replay is not None:
+                await self.replay.close()
             if self.bus is not None:
                 await self.bus.close()
 

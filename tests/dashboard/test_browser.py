@@ -214,6 +214,11 @@ def test_a_backtest_launched_in_the_ui_completes_and_shows_its_metrics(platform:
                       "the backtest was not queued")
     run_id = int(queued.group(1))
     wait_for(browser, lambda d: "total return" in text_of(d, "bt-detail"), 180, "the run never showed its metrics")
+    wait_for(browser, lambda d: d.execute_script(
+        "return Array.from(document.querySelectorAll('#bt-detail .js-plotly-plot')).some(function (gd) {"
+        " return (gd._fullData || []).some(function (t) { return t.type === 'candlestick' && t.x.length > 0; })"
+        " && (gd._fullData || []).some(function (t) { return t.name === 'long entries'; }); })"), 30,
+        "the trades were not drawn on the candles")
     assert f"#{run_id} backtest" in text_of(browser, "bt-detail")
     service = BacktestService(platform.settings.effective_database_url, local_workers=0)
     try:

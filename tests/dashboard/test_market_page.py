@@ -113,7 +113,7 @@ def test_stored_signals_appear_as_markers(context: DashboardContext, seeded: lis
         upsert_signals(session, [event])
     figure, _state, _ = load_chart(context, MARKET, "1m", None, None, "dark")
     markers = [t for t in figure["data"] if t.get("mode") == "markers"]
-    assert len(markers) == 1 and markers[0]["marker"]["symbol"] == "triangle-up"
+    assert len(markers) == 1 and markers[0]["marker"]["symbol"] == "triangle-up-open"
     assert decode(markers[0]["x"]).astype(np.int64).tolist() == [candle.open_time_ms]
     assert "fast crossed above slow" in markers[0]["text"][0]
 

@@ -19,14 +19,16 @@ def test_collectors_components_and_events_are_shown_from_the_database(context: D
     now = datetime.now(UTC)
     with session_scope(context.session_factory) as session:
         record_health(session, "collector.okx.BTC-USDT", "ok",
-                      {"connected": True, "last_trade_ms": int(now.timestamp() * 1000) - 1500, "msgs_per_s": 12.5,
-                       "reconnects": 2, "gaps_backfilled": 1, "malformed": 3})
-        record_health(session, "collector.okx.ETH-USDT", "degraded", {"connected": False, "reconnects": 9},
+                      {"state": "subscribed", "last_trade_ms": int(now.timestamp() * 1000) - 1500,
+                       "trades_per_s": 12.5, "reconnects": 2, "gaps_backfilled": 1,
+                       "malformed_frames": {"bad_json": 2, "unknown_channel": 1}})
+        record_health(session, "collector.okx.ETH-USDT", "degraded", {"state": "connecting", "reconnects": 9},
                       at=now - timedelta(minutes=5))
         record_health(session, "writer", "ok", {"pending": 0, "api_key": "sk-live-123"})
         add_system_event(session, "collector", "reconnected after 3 s", level="WARNING", kind="reconnect")
     collectors, components, storage, process, events = map(text, refresh(context))
     assert "okx.BTC-USDT" in collectors and "12.50" in collectors and "s ago" in collectors
+    assert "malformed frames" in collectors and "'3'" in collectors  # 2 + 1 frames, by kind
     assert "okx.ETH-USDT" in collectors and "stale" in collectors
     assert "writer" in components and "sk-live-123" not in components and "***" in components
     assert "database" in storage and "ok," in storage and "not configured" in storage
@@ -64,3 +66,4 @@ def test_values_are_formatted_for_people() -> None:
     assert format_value("last_trade_ms", 1_000_000_000_000, now_ms=1_000_000_004_000) == "4.0 s ago"
     assert format_value("msgs_per_s", 1234.5) == "1,234.50"
     assert format_value("gaps", None) == "–"
+    assert format_value("malformed_frames", {"bad_json": 2, "truncated": 5}) == "7"

@@ -1,0 +1,215 @@
+"""Collector end to end, with real processes, PostgreSQL and Redis:
+
+* ``throughput``: ``replay --speed 0`` -> ``collect`` into PostgreSQL with raw trades stored, trades/s.
+* ``latency``: trade received -> closed candle published on Redis (written to PostgreSQL first), p50/p99.
+* ``rss``: collector resident memory with 50 symbols x 6 timeframes (a synthesised day each).
+
+    .venv/bin/python benchmarks/bench_collector_e2e.py [throughput|latency|rss ...]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+import psycopg2  # noqa: E402
+
+ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TAPE = ROOT / "data" / "samples" / "tape_BTC-USDT_binance_spot_2024-08-08T2354.csv.gz"
+
+
+class Database:
+    def __init__(self) -> None:
+        self.name = f"bench_e2e_{uuid.uuid4().hex[:8]}"
+        self.admin = psycopg2.connect(ADMIN)
+        self.admin.autocommit = True
+        self.admin.cursor().execute(f'CREATE DATABASE "{self.name}"')
+        self.url = ADMIN.rsplit("/", 1)[0] + "/" + self.name
+
+    def scalar(self, sql: str) -> int:
+        with psycopg2.connect(self.url) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            return int(cur.fetchone()[0])
+
+    def drop(self) -> None:
+        self.admin.cursor().execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        self.admin.close()
+
+
+def env(database_url: str, data_dir: str) -> dict[str, str]:
+    values = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "SYMBOLS")}
+    values.update(DATABASE_URL=database_url, TCP_DATA_DIR=data_dir, LOG_LEVEL="WARNING")
+    return values
+
+
+def start_replay(args: list[str], data_dir: str) -> tuple[subprocess.Popen[str], str, str]:
+    process = subprocess.Popen([sys.executable, "main.py", "replay", "--port", "0", *args], cwd=ROOT,
+                               env=env("sqlite:///" + data_dir + "/unused.db", data_dir), stdout=subprocess.PIPE,
+                               text=True)
+    match = re.search(r"(ws://\S+) rest (http://\S+)", process.stdout.readline())  # type: ignore[union-attr]
+    assert match
+    return process, match.group(1), match.group(2)
+
+
+def start_collect(database_url: str, symbols: str, ws: str, rest: str, data_dir: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "main.py", "collect", "--symbols", symbols, "--okx-ws-url", ws,
+                             "--okx-rest-url", rest], cwd=ROOT, env=env(database_url, data_dir))
+
+
+def throughput(passes: int = 25) -> None:
+    from data.replay.tape import read_tape
+
+    total = len(read_tape(TAPE)) * passes
+    db = Database()
+    with tempfile.TemporaryDirectory() as tmp:
+        replay, ws, rest = start_replay(["--tape", str(TAPE), "--symbol", "BTC-USDT", "--speed", "0", "--loop",
+                                         "--passes", str(passes)], tmp)
+        collect = start_collect(db.url, "BTC-USDT", ws, rest, tmp)
+        try:
+            while True:
+                time.sleep(0.05)
+                try:
+                    if db.scalar("SELECT count(*) FROM trades") > 0:
+                        break
+                except psycopg2.Error:
+                    pass
+            start = time.perf_counter()
+            stored = 0
+            while stored < total and time.perf_counter() - start < 300:
+                time.sleep(0.25)
+                stored = db.scalar("SELECT count(*) FROM trades")
+            seconds = time.perf_counter() - start
+            cpu = psutil.Process(collect.pid).cpu_times()
+            candles = db.scalar("SELECT count(*) FROM candles")
+        finally:
+            collect.terminate()
+            collect.wait(120)
+            replay.terminate()
+            replay.wait(30)
+            db.drop()
+    print(f"throughput: {stored:,} of {total:,} real trades (tape x{passes}) replayed at --speed 0 and stored "
+          f"with {candles:,} candles in PostgreSQL: {stored / seconds / 1000:.1f} k trades/s "
+          f"(collector CPU {cpu.user + cpu.system:.1f} s of {seconds:.1f} s wall)")
+
+
+def latency(closes: int = 400) -> None:
+    for durable in (True, False):
+        _latency(closes, durable)
+
+
+def _latency(closes: int, durable: bool) -> None:
+    from config.domain import Side
+    from data.bus import RedisBus
+    from data.collector import Collector, CollectorConfig
+    from data.okx.frames import WireTrade
+    from database.migrate import upgrade
+
+    db = Database()
+    upgrade(db.url)
+    prefix = f"bench:{uuid.uuid4().hex[:8]}:"
+
+    async def main() -> list[float]:
+        bus, listener = RedisBus(REDIS, prefix=prefix), RedisBus(REDIS, prefix=prefix)
+        subscription = await listener.subscribe("candles.okx.BTC-USDT.1m")
+        config = CollectorConfig(("BTC-USDT",), "ws://127.0.0.1:9/unused", "http://127.0.0.1:9", db.url,
+                                 durable_commits=durable)
+        collector = Collector(config, bus)
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(collector.writer.run(stop)), asyncio.create_task(collector.publisher.run(stop))]
+        t0 = 1_700_000_040_000 - 1_700_000_040_000 % 60_000
+        sent: dict[int, float] = {}
+        samples: list[float] = []
+        trade_id = 1
+        for minute in range(closes + 1):
+            for k in range(20):  # a busy minute: 20 pushes of 5 trades
+                trades = [WireTrade(tradeId=trade_id + j, px=100.0 + j, sz=0.1, side=Side.BUY,
+                                    ts=t0 + minute * 60_000 + k * 100 + j) for j in range(5)]
+                trade_id += 5
+                if k == 0:
+                    sent[t0 + (minute - 1) * 60_000] = time.perf_counter()
+                collector._on_trades("BTC-USDT", trades, int(time.time() * 1000))
+            while (message := await subscription.get(timeout=0.2 if minute else 0.01)) is not None:
+                _, body = message
+                samples.append(time.perf_counter() - sent[int(body["open_time_ms"])])
+            await asyncio.sleep(0.002)
+        stop.set()
+        await asyncio.gather(*tasks)
+        await subscription.close()
+        await listener.close()
+        await bus.close()
+        collector.db.dispose()
+        return samples
+
+    try:
+        samples = asyncio.run(main())
+    finally:
+        db.drop()
+    samples.sort()
+    ms = [s * 1000 for s in samples]
+    print(f"latency: trade received -> closed 1m candle written to PostgreSQL and received from Redis, "
+          f"{len(ms)} closes: p50 {statistics.median(ms):.2f} ms, p99 {ms[int(len(ms) * 0.99) - 1]:.2f} ms, "
+          f"max {ms[-1]:.2f} ms (raw trades stored too; "
+          f"{'synchronous commit' if durable else 'synchronous_commit=off'})")
+
+
+def rss(symbols: int = 50) -> None:
+    from data.replay.synth import synthesise
+    from data.service import DEMO_CANDLES
+
+    day = 1_767_312_000_000  # 2026-01-02
+    db = Database()
+    with tempfile.TemporaryDirectory() as tmp:
+        args, names = [], []
+        for i in range(symbols):
+            name = f"S{i:02d}-USDT"
+            path = synthesise(DEMO_CANDLES, Path(tmp) / f"{name}.csv.gz", seed=i, price_scale=1.0 / (i + 1),
+                              price_decimals=3, first_trade_id=1_000_000 * (i + 1), start_ms=day,
+                              end_ms=day + 86_400_000)
+            args += ["--tape", str(path), "--symbol", name]
+            names.append(name)
+        from data.replay.tape import read_tape
+
+        total = sum(len(read_tape(Path(tmp) / f"{n}.csv.gz")) for n in names)
+        replay, ws, rest = start_replay([*args, "--speed", "0"], tmp)
+        collect = start_collect(db.url, ",".join(names), ws, rest, tmp)
+        peak = 0
+        try:
+            process = psutil.Process(collect.pid)
+            start = time.perf_counter()
+            stored = 0
+            while stored < total and time.perf_counter() - start < 600:
+                time.sleep(0.5)
+                peak = max(peak, process.memory_info().rss)
+                try:
+                    stored = db.scalar("SELECT count(*) FROM trades")
+                except psycopg2.Error:
+                    pass
+            candles = db.scalar("SELECT count(*) FROM candles")
+            final = process.memory_info().rss
+        finally:
+            collect.terminate()
+            collect.wait(120)
+            replay.terminate()
+            replay.wait(30)
+            db.drop()
+    print(f"rss: {symbols} symbols x 6 timeframes, {stored:,} trades and {candles:,} candles stored: collector RSS "
+          f"{final / 2**20:.0f} MB at the end, {peak / 2**20:.0f} MB peak (sampled)")
+
+
+if __name__ == "__main__":
+    parts = sys.argv[1:] or ["throughput", "latency", "rss"]
+    for part in parts:
+        {"throughput": throughput, "latency": latency, "rss": rss}[part]()
