@@ -107,7 +107,7 @@ class _Run:
     """The loop state of one bar-by-bar run (see :func:`run_bars`)."""
 
     def __init__(self, config: BotConfig, strategy: BaseStrategy, data: CandleData) -> None:
-        self.bot = _BacktestBot(config, strategy)
+        self.bot = BotEngine(config, strategy)
         self.broker = self.bot.broker
         self.risk = self.bot.risk
         self.rules = config.risk.max_drawdown_pct is not None or config.risk.daily_loss_limit_pct is not None
@@ -119,24 +119,26 @@ class _Run:
         self.active = False
 
     def plain_loop(self, rows: Iterable[Row]) -> None:
-        """No per-candle risk rule: each bar is the broker's bar, then the signal if any. While the bot
-        is flat with no order and the bar has no signal nothing can happen, so the broker is not
-        called at all (``on_bar`` would only move its clock, which the next call sets anyway)."""
-        on_bar, bot = self.broker.on_bar, self.bot
+        """No per-candle risk rule: each bar is the broker's bar, then the signal if any. While the
+        broker is idle (no order; flat, or in a position without protective exits) and the bar has
+        no signal nothing can happen, so the broker is not called at all (``on_bar`` would only mark
+        the bar, and the next call marks its own)."""
+        broker, bot = self.broker, self.bot
+        on_bar = broker.on_bar
         active = self.active
         for k, t, o, h, l, c, v, code in rows:  # noqa: E741
             if active:
                 fills = on_bar(t, o, h, l, c, v)
                 if fills:
                     self.on_fills(k, t, fills)
-                    active = self.busy()
+                    active = not broker.idle
             elif not code:
                 continue
             else:
                 on_bar(t, o, h, l, c, v)
             if code and bot.trading:
                 self.on_signal(k, t, c, code)
-                active = self.busy()
+                active = not broker.idle
         self.active = active
 
     def busy(self) -> bool:
@@ -194,15 +196,6 @@ class _Run:
         fills = broker.on_bar(end_ms, last_close, last_close, last_close, last_close, 0.0)
         last_bar = self.log.state_bars[-1] if self.log.state_bars else 0
         self.log.add(max(last_bar, len(self.bars) - 1), fills, broker)
-
-
-class _BacktestBot(BotEngine):
-    """A ``BotEngine`` that is handed its signal instead of asking the strategy on every bar."""
-
-    def act_on_signal(self, signal: Signal, open_time_ms: int, close: float, bars: Bars,
-                      outcome: CandleOutcome) -> None:
-        """What ``BotEngine.process`` does with a non-HOLD signal: the same order logic."""
-        self._act(signal, open_time_ms, close, bars, None, outcome)
 
 
 class _FillLog:

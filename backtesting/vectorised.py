@@ -8,21 +8,25 @@ The rules are those of :class:`bot_manager.engine.BotEngine` and the ``PaperBrok
 
 * a signal on bar ``i`` (inside the traded window, not the last bar) trades at the open of ``i+1``
   plus slippage against the trader, paying the taker fee on the fill's notional;
-* BUY enters long when flat and exits a short; SELL exits a long and, with shorts allowed, enters
-  short when flat; a signal in the direction already held changes nothing;
+* long-only: BUY enters long when flat, SELL exits a long; with shorts allowed the position after a
+  signal is the signal's side: BUY while short (SELL while long) closes the position and enters the
+  other way at the same open (stop and reverse, two fills); a signal in the direction already held
+  changes nothing;
 * an entry is sized at the signal bar's close: ``size = equity * min(fraction, max_exposure,
-  leverage) / close``, clamped at the fill to what the broker allows:
+  leverage) / close``, where ``equity`` includes the unrealised PnL of a position being reversed,
+  clamped at the fill to what the broker allows after the exit:
   ``equity * leverage / (fill_price * (1 + taker_fee))``.
 
-Money is float64 here, while the broker rounds balances and fees to the cent and sizes down to the
-lot: bars, sides and prices are identical to the bar-by-bar path, sizes, fees and PnL agree to about
-1e-6 relative (tests/backtesting/test_paths_agree.py).
+Money is float64 here, while the broker keeps Decimal to 1e-8 and sizes down to the lot: bars,
+sides and prices are identical to the bar-by-bar path, sizes, fees and PnL agree to about 1e-6
+relative (tests/backtesting/test_paths_agree.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 import numpy as np
 
@@ -58,15 +62,14 @@ def fast_path_blocker(config: BotConfig, strategy: BaseStrategy) -> str | None:
 def positions_from_signals(codes: np.ndarray, allow_short: bool) -> np.ndarray:
     """Position held during each bar (+1, -1, 0) when each bar's signal fills at the next open.
 
-    ``codes`` must already be zero outside the traded window and on the last bar.
+    ``codes`` must already be zero outside the traded window and on the last bar. Long-only, a
+    BUY leaves the account long and a SELL flat; with shorts allowed (stop and reverse) every signal
+    leaves it on the signal's side.
     """
     n = codes.shape[0]
     events = np.flatnonzero(codes)
     values = codes[events].astype(np.int8)
-    if allow_short:
-        after = _long_short_states(values)
-    else:
-        after = (values > 0).astype(np.int8)  # BUY -> long, SELL -> flat
+    after = values if allow_short else (values > 0).astype(np.int8)
     state = np.zeros(n, dtype=np.int8)  # position wanted after each bar's signal
     if events.size:
         marks = np.zeros(n, dtype=np.int64)
@@ -75,31 +78,6 @@ def positions_from_signals(codes: np.ndarray, allow_short: bool) -> np.ndarray:
     position = np.zeros(n, dtype=np.int8)
     position[1:] = state[:-1]
     return position
-
-
-def _long_short_states(values: np.ndarray) -> np.ndarray:
-    """State after each event when an opposite signal exits and a signal while flat enters.
-
-    Events come in runs of equal sign. A run of one event that meets an open opposite position only
-    closes it; a longer run closes it and re-enters. So the run either ends holding its own side
-    (``held``) or flat, ``held[r] = not (held[r-1] and len[r] == 1)``, ``held[0] = True``: ``held`` is
-    True at every run of two or more (and the first) and alternates between them.
-    """
-    m = values.shape[0]
-    if m == 0:
-        return values
-    starts = np.concatenate([[True], values[1:] != values[:-1]])
-    run_of = np.cumsum(starts) - 1
-    run_start = np.flatnonzero(starts)
-    lengths = np.diff(np.concatenate([run_start, [m]]))
-    runs = np.arange(run_start.size)
-    reset = (lengths >= 2) | (runs == 0)
-    last_reset = np.maximum.accumulate(np.where(reset, runs, 0))
-    held = (runs - last_reset) % 2 == 0
-    held_before = np.concatenate([[False], held[:-1]])
-    first_in_run = starts
-    closes_only = first_in_run & held_before[run_of]
-    return np.where(closes_only, 0, values).astype(np.int8)
 
 
 def run_fast(config: BotConfig, data: CandleData, signals: np.ndarray, trade_start: int = 0) -> FastRun | None:
@@ -129,8 +107,9 @@ def run_fast(config: BotConfig, data: CandleData, signals: np.ndarray, trade_sta
 
     fraction = min(config.sizing.fraction_pct / 100, config.risk.max_exposure_pct / 100, config.leverage)
     signal_close = data.close[entries - 1]
-    units = np.minimum(fraction / signal_close, config.leverage / (entry_price * (1 + rate)))  # size per equity
     gross = np.where(closed, side * (exit_price - entry_price) - rate * (entry_price + exit_price), 0.0)
+    units = _units(_Sizing(fraction, config.leverage, rate, signal_close, side, entry_price, gross),
+                   entries[1:] == exits[:-1])
     growth = np.where(closed, 1.0 + units * gross, 1.0)
     before = config_cash(config) * np.concatenate([[1.0], np.cumprod(growth)[:-1]])
     size = units * before
@@ -145,6 +124,50 @@ def run_fast(config: BotConfig, data: CandleData, signals: np.ndarray, trade_sta
     equity = _equity_curve(data.close, position, entries, side, size, entry_price, before, growth,
                            config_cash(config), rate)
     return FastRun(trades, equity, position)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Sizing:
+    """Per trade: what sizes its entry (all arrays indexed by trade)."""
+
+    fraction: float  # share of equity per entry, after the exposure and leverage caps
+    leverage: float
+    rate: float  # taker fee
+    signal_close: np.ndarray
+    side: np.ndarray
+    entry_price: np.ndarray
+    gross: np.ndarray  # a closed trade's return per unit of size: side * (exit - entry) - fees
+
+    def wanted(self, k: Any, previous_units: Any) -> Any:
+        """Units of reversal trades ``k`` before the margin clamp: sized at the signal close on the
+        equity that still holds trade ``k - 1`` (``previous_units`` per equity it started with)."""
+        p = k - 1
+        marked = 1 + previous_units * (self.side[p] * (self.signal_close[k] - self.entry_price[p])
+                                       - self.rate * self.entry_price[p])
+        return self.fraction * marked / ((1 + previous_units * self.gross[p]) * self.signal_close[k])
+
+
+def _units(sizing: _Sizing, reverses: np.ndarray) -> np.ndarray:
+    """Each trade's size per unit of the equity it starts with (the equity after the previous exit).
+
+    A trade entered from flat is sized on that equity: ``min(fraction / signal_close, clamp)`` with
+    the broker's margin clamp ``leverage / (entry_price * (1 + fee))``. A reversal (``reverses[k - 1]``:
+    trade ``k`` enters on the bar trade ``k - 1`` exits) is sized on the equity at the signal close,
+    which still holds the previous trade, so its size depends on the previous trade's size. All-in
+    sizing hits the clamp on every reversal, which keeps it closed form; otherwise the reversals are
+    solved in order.
+    """
+    clamp = sizing.leverage / (sizing.entry_price * (1 + sizing.rate))
+    units = np.minimum(sizing.fraction / sizing.signal_close, clamp)
+    k = np.flatnonzero(reverses) + 1
+    if k.size == 0:
+        return units
+    units[k] = clamp[k]
+    if np.all(sizing.wanted(k, units[k - 1]) >= clamp[k]):
+        return units
+    for i in k.tolist():
+        units[i] = min(sizing.wanted(i, units[i - 1]), clamp[i])
+    return units
 
 
 def config_cash(config: BotConfig) -> float:

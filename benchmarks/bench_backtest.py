@@ -10,18 +10,22 @@
 4. **Loading 1M candles from PostgreSQL** into the engine (binary COPY) beside the row-by-row fetch.
 
 Needs the ``bench`` extra (``pip install -e '.[bench]'``) and PostgreSQL for part 4.
-Run: ``.venv/bin/python benchmarks/bench_backtest.py [--skip-postgres] [--rows 1000000]``
+Run: ``.venv/bin/python benchmarks/bench_backtest.py [--skip-postgres] [--rows 1000000]``;
+``--record-peers`` only rewrites the peers' trades fixture that tests/backtesting/test_peer_agreement.py
+compares with (tests/fixtures/bt_peer_trades_sma10_30_okx_5m.json.gz).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +40,8 @@ from backtesting.spec import BacktestSpec, build_bot_config  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "bt_okx_BTC-USDT-SWAP_5m_2022-05-01_2022-12-31.csv.gz"
 PEERS = Path(__file__).resolve().parent / "bench_backtest_peers.py"
+PEER_FIXTURE = ROOT / "tests" / "fixtures" / "bt_peer_trades_sma10_30_okx_5m.json.gz"
+MODES = ("long_only", "long_short")
 DAY_MS = 86_400_000
 
 
@@ -78,14 +84,16 @@ def best_of(repeat: int, fn) -> float:  # type: ignore[no-untyped-def]
 def peer_agreement(cash: float) -> None:
     print(f"\n== Peer agreement: SMA(10)/SMA(30), OKX BTC-USDT-SWAP 5m, fee 0.1%, 100% equity, cash {cash:,.0f}")
     data = read_csv_candles(FIXTURE)
-    for mode in ("long_only", "long_short"):
+    for mode in MODES:
         bot = build_bot_config("sma_cross", {"fast": 10, "slow": 30}, symbol="BTC-USDT-SWAP", timeframe="5m",
                                cash=cash, fee=0.001, allow_short=mode == "long_short")
         ours = {path: run_backtest(BacktestSpec(bot=bot, path=path), Prepared(data, 0))
                 for path in ("vectorised", "bar")}
         reference = ours["vectorised"].trades.records()
         theirs = peers(str(FIXTURE), "10", "30", "0.001", str(cash), mode)["results"]
-        print(f"-- {mode}: {len(reference)} trades ({sum(t.side == 'short' for t in reference)} short)")
+        reversals = sum(a.exit_bar == b.entry_bar for a, b in zip(reference, reference[1:], strict=False))
+        print(f"-- {mode}: {len(reference)} trades ({sum(t.side == 'short' for t in reference)} short, "
+              f"{reversals} entered by a stop-and-reverse)")
         print(f"   {'engine':<20}{'closed trades':>14}{'same bars+prices':>18}{'final equity':>16}{'vs vectorbt':>13}")
         vectorbt_final = next(r["final_equity"] for r in theirs if r["engine"] == "vectorbt")
         rows = [(f"ours ({path})", [t.to_json() for t in result.trades.records()], result.final_equity)
@@ -96,6 +104,26 @@ def peer_agreement(cash: float) -> None:
             same = _same_trades([t.to_json() for t in reference if t.exit_bar is not None], closed)
             change = (final / vectorbt_final - 1) * 100
             print(f"   {name:<20}{len(closed):>14}{str(same):>18}{final:>16.6f}{change:>12.5f}%")
+
+
+def record_peers() -> None:
+    """Rewrite the fixture of the peers' trades at cash 10,000 (what the peer-agreement test reads)."""
+    runs = {}
+    for mode in MODES:
+        results = peers(str(FIXTURE), "10", "30", "0.001", "10000", mode)["results"]
+        runs[mode] = {r["engine"]: {"final_equity": r["final_equity"], "trades": [
+            [t["side"], t["entry_bar"], t["exit_bar"], t["entry_price"], t["exit_price"], t["size"]]
+            for t in r["trades"]]} for r in results}
+    document = {
+        "source": f"benchmarks/bench_backtest_peers.py on {FIXTURE.name}",
+        "rule": "SMA(10)/SMA(30) crossover, fee 0.001 per fill, cash 10000, all equity, next-open fills; "
+                "long_short stops and reverses on every opposite signal",
+        "versions": {"backtesting.py": version("backtesting"), "vectorbt": version("vectorbt")},
+        "runs": runs,
+    }
+    with gzip.GzipFile(PEER_FIXTURE, "wb", mtime=0) as out:
+        out.write(json.dumps(document).encode())
+    print(f"wrote {PEER_FIXTURE} ({', '.join(f'{m}: {len(r)} engines' for m, r in runs.items())})")
 
 
 def _same_trades(reference: list[dict], trades: list[dict]) -> bool:
@@ -127,11 +155,16 @@ def one_backtest(rows: int, workdir: Path) -> None:
     loop = best_of(2, lambda: run_bars(bot, strategy, data, signals))
     full_bar = best_of(1, lambda: run_backtest(spec.model_copy(update={"path": "bar"}), prepared))
     trades = len(run_backtest(spec, prepared).trades)
+    reversing = build_bot_config("sma_cross", {"fast": 10, "slow": 30}, symbol="BTC-USDT", timeframe="1m",
+                                 fee=0.0, allow_short=True)
+    loop_short = best_of(2, lambda: run_bars(reversing, strategy, data, signals))
     print(f"   trades: {trades:,}; strategy signals alone: {signal_time * 1000:.0f} ms")
     print(f"   ours, vectorised path (signals + trades + equity + metrics): {fast:.3f} s = {rows / fast:,.0f} bars/s")
     print(f"   ours, bar-by-bar through PaperBroker (loop only):          {loop:.3f} s = {rows / loop:,.0f} bars/s")
     print(f"   ours, bar-by-bar, whole backtest incl. signals + metrics:   {full_bar:.3f} s = "
           f"{rows / full_bar:,.0f} bars/s")
+    print(f"   ours, bar-by-bar long/short, every signal a stop-and-reverse (loop only): {loop_short:.3f} s = "
+          f"{rows / loop_short:,.0f} bars/s")
     csv = write_csv(data, workdir / "walk_1m.csv")
     results = peers(str(csv), "10", "30", "0.0", "10000", "long_only")["results"]
     vbt = next(r for r in results if r["engine"] == "vectorbt")
@@ -234,7 +267,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--record-peers", action="store_true", help="only rewrite the peer trades fixture")
     args = parser.parse_args()
+    if args.record_peers:
+        record_peers()
+        return
     print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  numpy: {np.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

@@ -6,9 +6,11 @@ on ``sys.path``. This script must therefore not import anything of ours (and is 
 directory outside the repository). Needs the ``bench`` extra: ``pip install -e '.[bench]'``.
 
 Both peers get the same rule as our ``sma_cross``: BUY on the bar where SMA(fast) closes above
-SMA(slow) after being at or below it, SELL on the mirror event; BUY enters long or exits a short,
-SELL exits a long or (with shorts) enters short from flat. Orders fill at the next bar's open, fee on
-every fill, the whole equity per entry (fee included), an open position stays open at the end.
+SMA(slow) after being at or below it, SELL on the mirror event. Long-only, BUY enters and SELL
+exits; long/short, every signal stops and reverses (SELL while long closes the long and enters
+short at the same open, BUY while short the mirror; from flat a signal just enters). Orders fill at
+the next bar's open, fee on every fill, the whole equity per entry (fee included, after the exit of
+a reversal), an open position stays open at the end.
 
 Usage: ``python bench_backtest_peers.py CSV FAST SLOW FEE CASH {long_only,long_short} [grid]``
 """
@@ -54,15 +56,16 @@ def run_backtesting_py(data: pd.DataFrame, fast: int, slow: int, fee: float, cas
             self.down = self.I(lambda: down.to_numpy(), name="down", plot=False)
 
         def next(self) -> None:
-            if self.up[-1]:
+            # Orders fill at the next open in this order: the close first, then the new entry,
+            # sized on the margin available once the close has filled.
+            if self.up[-1] and not self.position.is_long:
                 if self.position.is_short:
                     self.position.close()
-                elif not self.position:
-                    self.buy(size=ALL_IN)
-            elif self.down[-1]:
+                self.buy(size=ALL_IN)
+            elif self.down[-1] and not self.position.is_short:
                 if self.position.is_long:
                     self.position.close()
-                elif not self.position and short:
+                if short:
                     self.sell(size=ALL_IN)
 
     with warnings.catch_warnings():
@@ -87,10 +90,12 @@ def run_vectorbt(data: pd.DataFrame, fast: int, slow: int, fee: float, cash: flo
 
         up, down = crossings(frame["Close"], fast, slow)
         buy, sell = up.shift(1, fill_value=False), down.shift(1, fill_value=False)  # act at the next open
+        # Long/short: an entry against the position reverses it (close, then all the cash the other way).
+        exits = None if short else sell
         portfolio = vbt.Portfolio.from_signals(
-            frame["Close"], entries=buy, exits=sell, short_entries=sell if short else None,
-            short_exits=buy if short else None, price=frame["Open"], fees=fee, init_cash=cash, size=np.inf,
-            upon_opposite_entry="close", freq="5min")
+            frame["Close"], entries=buy, exits=exits, short_entries=sell if short else None,
+            price=frame["Open"], fees=fee, init_cash=cash, size=np.inf, upon_opposite_entry="reverse",
+            freq="5min")
         return portfolio, float(portfolio.final_value())
 
     backtest(data.iloc[:1_000])  # numba compiles on first use: not part of the timing

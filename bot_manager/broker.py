@@ -5,10 +5,11 @@ The full API, fill rules and rounding rules are documented in docs/paper_trading
 
 Accounting is margin style (the same for spot-long and long/short):
 ``balance = starting balance + realised PnL - fees`` and ``equity = balance + unrealised PnL``.
-Money (balance, cost basis, fees, PnL) is :class:`~decimal.Decimal` rounded to the cent at each
-fill; quantities are rounded down to ``lot_size`` and fill prices to ``price_tick``. Trigger checks
-(limits, stops, take-profits) compare floats, so a bar with nothing to do costs a few attribute
-checks.
+Money (balance, cost basis, fees, PnL) is :class:`~decimal.Decimal` quantised half-even to
+``MONEY_UNIT`` (1e-8 quote currency, the precision exchanges keep USDT balances and fees in) at each
+fill, so it is exact and never drifts; reports round it to the cent. Quantities are rounded down to
+``lot_size`` and fill prices to ``price_tick``. Trigger checks (limits, stops, take-profits) compare
+floats, so a bar with nothing to do costs a few attribute checks.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
 from config.domain import Side
 
-CENT = Decimal("0.01")
+MONEY_UNIT = Decimal("0.00000001")  # balances, notionals, fees and PnL are kept to 1e-8 quote currency
 _ZERO = Decimal(0)
 
 
@@ -122,10 +123,15 @@ class Fill:
 
     @property
     def notional(self) -> Decimal:
-        return (self.quantity * self.price).quantize(CENT, ROUND_HALF_EVEN)
+        return money(self.quantity * self.price)
 
 
 _NO_FILLS: tuple[Fill, ...] = ()
+
+
+def money(value: Decimal) -> Decimal:
+    """``value`` quantised half-even to :data:`MONEY_UNIT` (how the broker rounds every amount of money)."""
+    return value.quantize(MONEY_UNIT, ROUND_HALF_EVEN)
 
 
 def to_decimal(value: float | int | str | Decimal) -> Decimal:
@@ -159,11 +165,12 @@ class PaperBroker:
             raise ValueError(f"starting balance must be > 0, got {balance}")
         if not 1.0 <= leverage:
             raise ValueError(f"leverage must be >= 1, got {leverage}")
-        self.starting_balance = balance.quantize(CENT, ROUND_HALF_EVEN)
+        self.starting_balance = money(balance)
         self.fees = fees or FeeModel()
         self.slippage: SlippageModel = slippage or FixedSlippage(0.0)
         self.protection = protection or Protection()
         self.leverage = leverage
+        self._leverage = to_decimal(leverage)
         self.allow_short = allow_short
         self.lot_size = to_decimal(lot_size)
         self.price_tick = to_decimal(price_tick)
@@ -173,7 +180,7 @@ class PaperBroker:
         self.fees_paid = _ZERO
         self.realised_pnl = _ZERO
         self.quantity = _ZERO  # signed position size
-        self.cost = _ZERO  # entry notional of the open quantity (quote, cents, >= 0)
+        self.cost = _ZERO  # entry notional of the open quantity (quote, money units, >= 0)
         self.entries = 0  # entry fills since the position was opened
         self.stop_price: float | None = None
         self.take_profit_price: float | None = None
@@ -183,6 +190,8 @@ class PaperBroker:
         self.last_volume = 0.0
         self.rejected: list[tuple[Order, str]] = []  # orders the broker refused at fill time; caller drains
         self._orders: dict[str, Order] = {}
+        p = self.protection
+        self._guarded = any(x is not None for x in (p.stop_loss_pct, p.take_profit_pct, p.trailing_stop_pct))
         self._idle = True
         self._direction = 0  # +1 long, -1 short, 0 flat (mirror of the sign of ``quantity``)
         self._qty_f = 0.0
@@ -206,6 +215,12 @@ class PaperBroker:
     def open_orders(self) -> list[Order]:
         return list(self._orders.values())
 
+    @property
+    def idle(self) -> bool:
+        """True when :meth:`on_bar` could only mark the bar: no open order, and no position or one
+        without protective exits. A caller may then skip bars until it next needs the mark."""
+        return self._idle
+
     def unrealised_pnl(self, price: float | None = None) -> float:
         """Unrealised PnL (float) at ``price`` (default: last close)."""
         if not self._direction:
@@ -222,11 +237,11 @@ class PaperBroker:
         return self._qty_f * (self.last_close if price is None else price)
 
     def unrealised_pnl_decimal(self, price: float | None = None) -> Decimal:
-        """Unrealised PnL rounded to the cent (what is stored in equity snapshots)."""
+        """Unrealised PnL to the money unit (what is stored in equity snapshots)."""
         if not self._direction:
             return _ZERO
         mark = to_decimal(self.last_close if price is None else price)
-        value = (mark * abs(self.quantity)).quantize(CENT, ROUND_HALF_EVEN)
+        value = money(mark * abs(self.quantity))
         return (value - self.cost) * self._direction
 
     def equity_decimal(self, price: float | None = None) -> Decimal:
@@ -303,7 +318,7 @@ class PaperBroker:
         fills: list[Fill] = []
         if self._orders:
             self._fill_orders(open_time_ms, o, h, l, fills)
-        if self._direction:
+        if self._direction and self._guarded:
             self._check_protection(open_time_ms, o, h, l, fills)
         if self._direction and self.trailing_extreme is not None:
             self.trailing_extreme = max(self.trailing_extreme, h) if self._direction > 0 \
@@ -390,13 +405,13 @@ class PaperBroker:
                 return None
             quantity = closing + opening
         rate = self.fees.maker_rate if liquidity is Liquidity.MAKER else self.fees.taker_rate
-        notional = (quantity * price).quantize(CENT, ROUND_HALF_EVEN)
-        fee = (notional * rate).quantize(CENT, ROUND_HALF_UP)
+        notional = money(quantity * price)
+        fee = money(notional * rate)
         realised = _ZERO
         if closing > 0:
             size = abs(self.quantity)
-            exit_value = notional if opening == 0 else (closing * price).quantize(CENT, ROUND_HALF_EVEN)
-            cost_part = self.cost if closing == size else (self.cost * closing / size).quantize(CENT, ROUND_HALF_EVEN)
+            exit_value = notional if opening == 0 else money(closing * price)
+            cost_part = self.cost if closing == size else money(self.cost * closing / size)
             realised = (exit_value - cost_part) * self._direction
             self.cost -= cost_part
             self.quantity += sign * closing
@@ -409,7 +424,8 @@ class PaperBroker:
             self.quantity += sign * opening
             self._direction = sign
             self.entries = 1 if was_flat else self.entries + 1
-            self._set_levels(float(price), was_flat)
+            if self._guarded:
+                self._set_levels(float(price), was_flat)
         self.balance += realised - fee
         self.realised_pnl += realised
         self.fees_paid += fee
@@ -420,9 +436,9 @@ class PaperBroker:
 
     def _affordable(self, quantity: Decimal, price: Decimal, closing: Decimal) -> Decimal:
         """Clamp a position-increasing quantity to what equity x leverage allows (fees included)."""
-        equity = self.equity_decimal(float(price))
-        held = (abs(self.quantity) - closing) * price
-        room = equity * to_decimal(self.leverage) - held
+        size = abs(self.quantity)
+        equity = self.balance + (money(price * size) - self.cost) * self._direction if size else self.balance
+        room = equity * self._leverage - (size - closing) * price
         if room <= 0:
             return _ZERO
         limit = self.round_quantity(room / (price * (1 + self.fees.taker_rate)))
@@ -447,7 +463,7 @@ class PaperBroker:
         self.stop_price = self.take_profit_price = self.trailing_extreme = None
 
     def _update_idle(self) -> None:
-        self._idle = not self._orders and not self._direction
+        self._idle = not self._orders and not (self._direction and self._guarded)
 
     # ------------------------------------------------------------------ persistence
 
@@ -494,6 +510,6 @@ def _order_from_dict(d: dict[str, Any]) -> Order:
 
 
 __all__ = [
-    "CENT", "FeeModel", "Fill", "FixedSlippage", "Liquidity", "Order", "OrderType", "PaperBroker",
-    "Protection", "SlippageModel", "VolumeSlippage", "to_decimal",
+    "MONEY_UNIT", "FeeModel", "Fill", "FixedSlippage", "Liquidity", "Order", "OrderType", "PaperBroker",
+    "Protection", "SlippageModel", "VolumeSlippage", "money", "to_decimal",
 ]

@@ -109,7 +109,10 @@ class BotConfig(_Strict):
     slippage: Annotated[FixedSlippageConfig | VolumeSlippageConfig, Field(discriminator="model")] = \
         FixedSlippageConfig()
     sizing: Annotated[FixedQuoteSizing | EquityFractionSizing | AtrSizing, Field(discriminator="method")]
-    direction: Direction = Direction.LONG_ONLY
+    direction: Direction = Field(
+        default=Direction.LONG_ONLY,
+        description="long_only: BUY enters, SELL exits; long_short: SELL from flat enters short and a signal "
+                    "against the position stops and reverses (closes it and enters the other way)")
     leverage: float = Field(default=1.0, ge=1, le=MAX_LEVERAGE)
     lot_size: Decimal = Field(default=Decimal("0.00000001"), gt=0, description="quantity step, base currency")
     price_tick: Decimal = Field(default=Decimal("0.00000001"), gt=0, description="price step of fills")

@@ -145,43 +145,57 @@ class BotEngine:
             return outcome
         outcome.signal = signal
         if not closing and signal.signal_type is not SignalType.HOLD:
-            self._act(signal, open_time_ms, c, bars, portfolio, outcome)
+            self.act_on_signal(signal, open_time_ms, c, bars, outcome, portfolio)
         return outcome
 
-    def _act(self, signal: Signal, t: int, price: float, bars: Bars, portfolio: PortfolioGuard | None,
-             outcome: CandleOutcome) -> None:
+    def act_on_signal(self, signal: Signal, open_time_ms: int, close: float, bars: Bars, outcome: CandleOutcome,
+                      portfolio: PortfolioGuard | None = None) -> None:
+        """Turn the BUY/SELL ``signal`` of the closed candle ``open_time_ms`` into market orders.
+
+        This is what :meth:`process` does with a non-HOLD signal (the backtester calls it directly):
+        enter, add, exit, or, when shorts are allowed, stop and reverse: an exit order for the whole
+        position followed by an entry order the other way, both filling at the next open (two fills,
+        a fee on each). Entries are sized at ``close`` and gated by the risk rules (cooldown, daily
+        loss, max open positions, exposure caps, minimum order); a blocked reversal still exits.
+        ``bars`` ends with this candle (ATR sizing reads it). Orders and events go into ``outcome``.
+        """
         broker = self.broker
         intent = intent_for(signal.signal_type, broker.position_side, self.config.allow_short)
         if intent is Intent.NONE:
             return
-        if intent is Intent.EXIT:
-            order = broker.close_position(self._order_id(t, "exit"), f"signal {signal.signal_type.value}")
+        action = signal.signal_type.value
+        reversing = intent in (Intent.REVERSE_TO_LONG, Intent.REVERSE_TO_SHORT)
+        if intent is Intent.EXIT or reversing:
+            order = broker.close_position(self._order_id(open_time_ms, "exit"), f"signal {action}")
             if order is not None:
                 outcome.submitted.append(order)
-            return
-        block = self.risk.entry_block(t, broker.entries)
+            if intent is Intent.EXIT:
+                return
+            action = f"{action} (position closed, reversal entry)"
+        # The position a reversal closes counts neither as an entry nor as exposure of the new one.
+        block = self.risk.entry_block(open_time_ms, 0 if reversing else broker.entries)
         if block is not None:
-            outcome.events.append(BotEventRecord("entry_blocked", f"{signal.signal_type.value} ignored: {block}"))
+            outcome.events.append(BotEventRecord("entry_blocked", f"{action} ignored: {block}"))
             return
         equity = broker.equity()
-        quantity = order_quantity(self.config, equity, price, self._atr(bars))
-        room = exposure_room(self.config, equity, broker.exposure())
+        quantity = order_quantity(self.config, equity, close, self._atr(bars))
+        room = exposure_room(self.config, equity, 0.0 if reversing else broker.exposure())
         if portfolio is not None:
-            room = min(room, portfolio.room())
-        if quantity * price > room:
+            room = min(room, portfolio.room(closing=self.name if reversing else None))
+        if quantity * close > room:
             outcome.events.append(BotEventRecord(
-                "entry_reduced", f"entry of {quantity * price:.2f} reduced to the {room:.2f} exposure room",
-                data={"requested_quote": round(quantity * price, 2), "room_quote": round(room, 2)}))
-            quantity = room / price
+                "entry_reduced", f"entry of {quantity * close:.2f} reduced to the {room:.2f} exposure room",
+                data={"requested_quote": round(quantity * close, 2), "room_quote": round(room, 2)}))
+            quantity = room / close
         size = quantize_down(quantity, self.config.lot_size)
-        if size <= 0 or size * Decimal(repr(price)) < self.config.min_order_quote:
+        if size <= 0 or size * Decimal(repr(close)) < self.config.min_order_quote:
             outcome.events.append(BotEventRecord(
-                "entry_blocked", f"{signal.signal_type.value} ignored: order of {float(size) * price:.2f} is below "
+                "entry_blocked", f"{action} ignored: order of {float(size) * close:.2f} is below "
                 f"the minimum {self.config.min_order_quote}"))
             return
-        side = Side.BUY if intent is Intent.ENTER_LONG else Side.SELL
-        kind = "entry" if broker.position_side == 0 else f"add{broker.entries}"
-        outcome.submitted.append(broker.submit_market(self._order_id(t, kind), side, size,
+        side = Side.BUY if intent in (Intent.ENTER_LONG, Intent.REVERSE_TO_LONG) else Side.SELL
+        kind = "entry" if broker.position_side == 0 or reversing else f"add{broker.entries}"
+        outcome.submitted.append(broker.submit_market(self._order_id(open_time_ms, kind), side, size,
                                                       reason=f"signal {signal.signal_type.value}"))
 
     def _atr(self, bars: Bars) -> float | None:

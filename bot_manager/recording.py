@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from bot_manager.broker import CENT, Fill, Order, OrderType
+from bot_manager.broker import Fill, Order, OrderType, money
 from bot_manager.engine import BotEngine, BotStatus, CandleOutcome
 from config.domain import Side, SignalEvent, SignalType
 from database.repositories.bots import BotCandleWrite, EventRecord, FillRecord, OrderRecord
@@ -84,12 +84,12 @@ def build_write(bot_id: int, engine: BotEngine, outcome: CandleOutcome,
                    stop_loss=broker.stop_price, take_profit=broker.take_profit_price,
                    trailing_peak=broker.trailing_extreme)
     equity = broker.equity_decimal()
-    peak = max(Decimal(repr(engine.risk.state.peak_equity)).quantize(CENT), equity)
+    peak = max(money(Decimal(repr(engine.risk.state.peak_equity))), equity)
     write = BotCandleWrite(
         bot_id=bot_id, candle_time_ms=outcome.candle_time_ms, balance=broker.balance, equity=equity,
         fees_paid=broker.fees_paid, realised_pnl=broker.realised_pnl, peak_equity=peak,
         state=engine.snapshot(), unrealised_pnl=broker.unrealised_pnl_decimal(),
-        position_value=(abs(broker.quantity) * Decimal(repr(broker.last_close))).quantize(CENT),
+        position_value=money(abs(broker.quantity) * Decimal(repr(broker.last_close))),
         drawdown=float(1 - equity / peak) if peak > 0 else 0.0,
         new_orders=new_orders, order_status=status, fills=[fill_record(f, symbol) for f in outcome.fills],
         events=events, closed_positions=closed, position=row,

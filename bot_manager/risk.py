@@ -29,16 +29,25 @@ class Intent(StrEnum):
     ENTER_LONG = "enter_long"
     ENTER_SHORT = "enter_short"
     EXIT = "exit"
+    REVERSE_TO_LONG = "reverse_to_long"  # close the short, then enter long (same next open)
+    REVERSE_TO_SHORT = "reverse_to_short"  # close the long, then enter short (same next open)
 
 
 def intent_for(signal: SignalType, position_side: int, allow_short: bool) -> Intent:
-    """What a signal asks for given the position: BUY enters long or exits a short; SELL exits a long
-    or, when shorts are allowed, enters short. A BUY while long (SELL while short) asks to add."""
+    """What a signal asks for given the position.
+
+    Flat: BUY enters long; SELL enters short when shorts are allowed (else nothing). Against the
+    position: with shorts allowed the bot stops and reverses (SELL while long closes the long and
+    enters short, BUY while short the mirror); a long-only bot only exits. A BUY while long (SELL
+    while short) asks to add an entry.
+    """
     if signal is SignalType.BUY:
-        return Intent.EXIT if position_side < 0 else Intent.ENTER_LONG
+        if position_side < 0:
+            return Intent.REVERSE_TO_LONG if allow_short else Intent.EXIT
+        return Intent.ENTER_LONG
     if signal is SignalType.SELL:
         if position_side > 0:
-            return Intent.EXIT
+            return Intent.REVERSE_TO_SHORT if allow_short else Intent.EXIT
         return Intent.ENTER_SHORT if allow_short else Intent.NONE
     return Intent.NONE
 
@@ -196,12 +205,14 @@ class PortfolioGuard:
                     f"(equity {total:.2f}, peak {self.peak_equity:.2f})")
         return None
 
-    def room(self) -> float:
-        """Quote notional all bots together may still add (infinite without a cap)."""
+    def room(self, closing: str | None = None) -> float:
+        """Quote notional all bots together may still add (infinite without a cap); ``closing`` names
+        a bot whose position is being closed (a reversal), so its exposure does not count."""
         limit = self.config.max_exposure_pct
         if limit is None:
             return float("inf")
-        return max(0.0, sum(self.equity.values()) * limit / 100 - sum(self.exposure.values()))
+        held = sum(self.exposure.values()) - (self.exposure.get(closing, 0.0) if closing is not None else 0.0)
+        return max(0.0, sum(self.equity.values()) * limit / 100 - held)
 
 
 def _pct(fraction: float) -> float:

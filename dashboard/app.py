@@ -43,7 +43,7 @@ def shell() -> Any:
             dbc.Collapse(dbc.Nav([*links, dbc.NavItem(theme)], navbar=True, className="ms-auto align-items-lg-center"),
                          id=ids.NAVBAR_COLLAPSE, navbar=True, is_open=False),
         ], fluid=True),
-        className="bg-body-tertiary border-bottom", expand="lg",
+        color="body-tertiary", dark=False, className="border-bottom", expand="lg",
     )
     return html.Div([
         dcc.Location(id=ids.URL),

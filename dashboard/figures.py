@@ -75,6 +75,11 @@ def theme_layout_updates(theme: str, axis_names: Sequence[str]) -> dict[str, Any
     return updates
 
 
+def range_selector_colours(theme: str) -> dict[str, Any]:
+    colours = palette(theme)
+    return {"bgcolor": colours["plot"], "activecolor": colours["grid"], "font": {"color": colours["font"]}}
+
+
 def empty_figure(message: str, theme: str) -> Figure:
     colours = palette(theme)
     return {"data": [], "layout": base_layout(
@@ -196,8 +201,7 @@ def market_figure(chart: MarketChart, theme: str) -> Figure:
     layout["xaxis"] = {
         "type": "date", "anchor": bottom, "gridcolor": colours["grid"], "rangeslider": {"visible": False},
         "rangeselector": {"buttons": list(RANGE_BUTTONS), "x": 0, "y": 1, "yanchor": "bottom",
-                          "bgcolor": colours["plot"], "activecolor": colours["grid"],
-                          "font": {"color": colours["font"]}},
+                          **range_selector_colours(theme)},
     }
     if chart.x_range is not None:
         layout["xaxis"]["range"] = [float(chart.x_range[0]), float(chart.x_range[1])]

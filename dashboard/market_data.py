@@ -183,7 +183,7 @@ def assemble_chart(session: Session, live: LiveCandleCache, request: ChartReques
         history, live_arrays = _split_live(history, cached)
         state.update(live=True, live_times=[int(t) for t in live_arrays.time_ms], version=version)
     elif window.bucket_ms != tf.ms:
-        notes.append(f"zoomed out: {window.bucket_ms // 60_000} min buckets, live updates paused")
+        notes.append(f"zoomed out: {window.bucket_ms // 60_000} min buckets")
     overlays: tuple[Overlay, ...] = ()
     if strategy is not None and window.source == tf:
         overlays = strategy_indicators(strategy, session, ex, sym, tf, load[0], load[1], window.bucket_ms)

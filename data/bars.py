@@ -17,8 +17,9 @@ MINUTE_MS = 60_000
 
 
 class MinuteBar:
-    __slots__ = ("start", "open", "high", "low", "close", "volume", "quote", "buy", "count",
-                 "first_id", "last_id", "ids")
+    """``ids`` holds every counted trade id, ascending: the count, the first and the last id."""
+
+    __slots__ = ("start", "open", "high", "low", "close", "volume", "quote", "buy", "ids")
 
     def __init__(self, start: int, trade_id: int, price: float, size: float, is_buy: bool) -> None:
         self.start = start
@@ -26,9 +27,11 @@ class MinuteBar:
         self.volume = size
         self.quote = price * size
         self.buy = size if is_buy else 0.0
-        self.count = 1
-        self.first_id = self.last_id = trade_id
-        self.ids = [trade_id]  # ascending; membership by bisection
+        self.ids = [trade_id]
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
 
     def has(self, trade_id: int) -> bool:
         ids = self.ids
@@ -37,15 +40,14 @@ class MinuteBar:
 
     def add(self, trade_id: int, price: float, size: float, is_buy: bool) -> None:
         """Count a trade that is not the newest by id (the engine checked it is not a duplicate)."""
-        if trade_id > self.last_id:
+        ids = self.ids
+        if trade_id > ids[-1]:
             self.close = price
-            self.last_id = trade_id
-            self.ids.append(trade_id)
+            ids.append(trade_id)
         else:
-            if trade_id < self.first_id:
+            if trade_id < ids[0]:
                 self.open = price
-                self.first_id = trade_id
-            insort(self.ids, trade_id)
+            insort(ids, trade_id)
         if price > self.high:
             self.high = price
         if price < self.low:
@@ -54,11 +56,10 @@ class MinuteBar:
         self.quote += price * size
         if is_buy:
             self.buy += size
-        self.count += 1
 
     def candle(self, exchange: str, symbol: str, closed: bool = True) -> Candle:
         return Candle(exchange, symbol, Timeframe.M1, self.start, self.open, self.high, self.low, self.close,
-                      self.volume, self.quote, self.buy, self.count, closed)
+                      self.volume, self.quote, self.buy, len(self.ids), closed)
 
 
 def combine(exchange: str, symbol: str, timeframe: Timeframe, start: int, minutes: Iterable[Candle],

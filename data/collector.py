@@ -75,7 +75,7 @@ class Collector:
                                      ready_delay=config.repair_ready_delay_s, on_event=self._symbol_event)
         self.stream = OkxTradeStream(config.ws_url, config.symbols, self._on_trades,
                                      on_subscribed=self.engine.on_connected,
-                                     on_disconnected=self._on_disconnected,
+                                     on_disconnected=self._on_disconnected, flow=self.writer.flow,
                                      ping_after=config.ping_after_s, pong_timeout=config.pong_timeout_s)
         self._store_trades = config.store_trades
         self._symbols = frozenset(config.symbols)

@@ -103,6 +103,7 @@ class CandleEngine:
         self.higher = tuple(sorted((tf for tf in set(timeframes) if tf is not Timeframe.M1), key=lambda t: t.ms))
         self._books = {s: _Book(s) for s in symbols}
         self._out = Drained()
+        self.has_output = False  # True when drain() would return something
         self._next_repair = 1
         self.unknown_symbol_trades = 0
 
@@ -124,7 +125,7 @@ class CandleEngine:
         if bar is None:
             bar = _NO_BAR
         start, end = bar.start, bar.start + MINUTE_MS
-        high, low, close, volume, quote, buy, n = bar.high, bar.low, bar.close, bar.volume, bar.quote, bar.buy, 0
+        high, low, close, volume, quote, buy = bar.high, bar.low, bar.close, bar.volume, bar.quote, bar.buy
         append = bar.ids.append
         for t in trades:
             tid = t.tradeId
@@ -143,13 +144,8 @@ class CandleEngine:
                 quote += px * sz
                 if t.side is buy_side:
                     buy += sz
-                n += 1
                 continue
-            if n:
-                bar.high, bar.low, bar.close, bar.volume, bar.quote, bar.buy = high, low, close, volume, quote, buy
-                bar.count += n
-                bar.last_id = max_id
-                n = 0
+            bar.high, bar.low, bar.close, bar.volume, bar.quote, bar.buy = high, low, close, volume, quote, buy
             book.max_id = max_id
             self._slow_trade(book, tid, ts, t.px, t.sz, t.side is buy_side)
             max_id = book.max_id
@@ -159,10 +155,7 @@ class CandleEngine:
             start, end = bar.start, bar.start + MINUTE_MS
             high, low, close, volume, quote, buy = bar.high, bar.low, bar.close, bar.volume, bar.quote, bar.buy
             append = bar.ids.append
-        if n:
-            bar.high, bar.low, bar.close, bar.volume, bar.quote, bar.buy = high, low, close, volume, quote, buy
-            bar.count += n
-            bar.last_id = max_id
+        bar.high, bar.low, bar.close, bar.volume, bar.quote, bar.buy = high, low, close, volume, quote, buy
         book.max_id = max_id
         last = trades[-1].ts
         if last > book.watermark:
@@ -285,13 +278,10 @@ class CandleEngine:
         self._advance(book, m1 if still_live else max(end, book.live_through))
         return True
 
-    @property
-    def has_output(self) -> bool:
-        return bool(self._out.closed or self._out.repairs)
-
     def drain(self) -> Drained:
         """Hand over closed candles (in emission order) and repair requests since the last call."""
         out, self._out = self._out, Drained()
+        self.has_output = False
         return out
 
     def stats(self, symbol: str) -> SymbolStats:
@@ -309,6 +299,10 @@ class CandleEngine:
         return self._books[symbol].pending
 
     # ------------------------------------------------------------------ internals
+
+    def _emit(self, candle: Candle) -> None:
+        self._out.closed.append(candle)
+        self.has_output = True
 
     def _slow_trade(self, book: _Book, tid: int, ts: int, px: float, sz: float, is_buy: bool) -> None:
         cur = book.cur
@@ -350,7 +344,7 @@ class CandleEngine:
         book.stats.late_revisions += 1
         revised = prev.candle(self.exchange, book.symbol)
         book.minutes[prev.start] = revised
-        self._out.closed.append(revised)
+        self._emit(revised)
         for tf in self.higher:
             bucket = book.buckets[tf]
             if bucket.start <= prev.start < bucket.end:
@@ -363,7 +357,7 @@ class CandleEngine:
                 minutes = [book.minutes[t] for t in sorted(book.minutes) if start <= t < start + tf.ms]
                 candle = combine(self.exchange, book.symbol, tf, start, minutes)
                 if candle is not None:
-                    self._out.closed.append(candle)
+                    self._emit(candle)
 
     def _close_minute(self, book: _Book, bar: MinuteBar, *, revisable: bool) -> None:
         pending = book.pending
@@ -382,7 +376,7 @@ class CandleEngine:
         if not book.buckets:
             book.buckets = {tf: RollingBucket(tf, tf.floor(candle.open_time_ms)) for tf in self.higher}
         self._advance(book, candle.open_time_ms)
-        self._out.closed.append(candle)
+        self._emit(candle)
         if self.higher:
             book.minutes[candle.open_time_ms] = candle
         for bucket in book.buckets.values():
@@ -398,7 +392,7 @@ class CandleEngine:
             if bucket.end <= through:
                 candle = bucket.candle(self.exchange, book.symbol)
                 if candle is not None:
-                    self._out.closed.append(candle)
+                    self._emit(candle)
                     book.closed_buckets[tf] = bucket.start
                 book.buckets[tf] = RollingBucket(tf, tf.floor(through))
                 closed_any = True
@@ -434,6 +428,7 @@ class CandleEngine:
         book.live_through = max(book.live_through, m1)
         book.stats.repairs += 1
         self._out.repairs.append(request)
+        self.has_output = True
 
     def _forming(self, book: _Book) -> list[Candle]:
         cur = book.cur

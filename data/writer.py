@@ -10,6 +10,7 @@ first, counted); everything the buffers hold is retried until written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.domain import Candle
@@ -35,7 +36,7 @@ from database.timescale import uses_timescale
 
 log = logging.getLogger(__name__)
 
-TRADE_BATCH = 100_000
+TRADE_BATCH = 20_000
 
 
 def _db_errors() -> tuple[type[BaseException], ...]:
@@ -71,18 +72,26 @@ class StorageWriter:
     ``final_flush_timeout``)."""
 
     def __init__(self, engine: Engine, *, exchange: str = "okx", store_trades: bool = True,
-                 flush_interval: float = 0.2, max_candles: int = 500_000, max_trades: int = 5_000_000,
+                 flush_interval: float = 0.2, max_candles: int = 500_000, max_trades: int = 1_000_000,
+                 trade_high_water: int = 100_000,
                  retry_base: float = 0.25, retry_cap: float = 5.0, trade_retention_days: int | None = None,
                  final_flush_timeout: float = 10.0, durable_commits: bool = True,
                  on_stored: Callable[[list[Candle]], None] | None = None,
                  on_event: Callable[[str, str, dict[str, object]], None] | None = None) -> None:
         self._factory = make_session_factory(engine)
+        self._connections: dict[str, Connection] = {}
         self._engine = engine
         self.exchange = exchange
         self.store_trades = store_trades
         self.flush_interval = flush_interval
         self.max_candles = max_candles
         self.max_trades = max_trades
+        self.trade_high_water = trade_high_water
+        # Cleared while the database is up but behind by more than ``trade_high_water`` trades: the
+        # stream then stops reading (TCP back-pressure) instead of growing the buffer. Never cleared
+        # during an outage: collection goes on and the bounded buffer takes the trades.
+        self.flow = asyncio.Event()
+        self.flow.set()
         self.retry_base = retry_base
         self.retry_cap = retry_cap
         self.trade_retention_days = trade_retention_days
@@ -119,6 +128,8 @@ class StorageWriter:
             _, dropped = self._trades.popleft()
             self._trade_count -= len(dropped)
             self.stats.trades_dropped += len(dropped)
+        if self._trade_count > self.trade_high_water and self.stats.db_ok:
+            self.flow.clear()
 
     @property
     def candle_backlog(self) -> int:
@@ -145,6 +156,7 @@ class StorageWriter:
         finally:
             for task in loops:
                 task.cancel()
+            await asyncio.to_thread(self.close_connections)
 
     async def flush(self, timeout: float) -> bool:
         """Write everything buffered now; False if the database refused until ``timeout``."""
@@ -227,11 +239,36 @@ class StorageWriter:
             self.on_stored(fresh)
         return True
 
+    def _transaction(self, kind: str) -> Connection:
+        """A long-lived connection per loop (no pool checkout or pre-ping per write); dropped on error."""
+        conn = self._connections.get(kind)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._engine.connect()
+            self._connections[kind] = conn
+        return conn
+
+    def _run(self, kind: str, write: Callable[[Connection], object]) -> None:
+        conn = self._transaction(kind)
+        try:
+            with conn.begin():
+                if not self.durable_commits:
+                    relax_commit_durability(conn)
+                write(conn)
+        except BaseException:
+            self._connections.pop(kind, None)
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+                conn.close()
+            raise
+
+    def close_connections(self) -> None:
+        for conn in self._connections.values():
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._connections.clear()
+
     def _upsert(self, candles: list[Candle]) -> None:
-        with session_scope(self._factory) as session:
-            if not self.durable_commits:
-                relax_commit_durability(session)
-            upsert_candles(session, candles)
+        self._run("candles", lambda conn: upsert_candles(conn, candles))
 
     async def _write_trades(self) -> bool:
         async with self._trade_lock:
@@ -258,16 +295,15 @@ class StorageWriter:
         self._trade_failures = 0
         self.stats.trades_written += rows
         self._succeeded()
+        if self._trade_count <= self.trade_high_water // 2:
+            self.flow.set()
         return True
 
     def _insert_trades(self, batch: list[tuple[str, Sequence[WireTrade]]]) -> None:
         exchange = self.exchange
         rows = [(exchange, symbol, t.tradeId, t.ts, t.px, t.sz, t.side.value)
                 for symbol, trades in batch for t in trades]
-        with session_scope(self._factory) as session:
-            if not self.durable_commits:
-                relax_commit_durability(session)
-            insert_trade_rows(session, rows)
+        self._run("trades", lambda conn: insert_trade_rows(conn, rows))
 
     async def _prune(self) -> None:
         days = self.trade_retention_days
@@ -285,6 +321,7 @@ class StorageWriter:
             self._failed(exc)
 
     def _failed(self, exc: BaseException) -> None:
+        self.flow.set()
         self.stats.last_error = str(exc).splitlines()[0][:300]
         if self.stats.db_ok:
             self.stats.db_ok = False

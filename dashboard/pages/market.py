@@ -13,7 +13,7 @@ from dash.exceptions import PreventUpdate
 from config.domain import Timeframe, datetime_to_ms
 from dashboard import ids
 from dashboard.context import DashboardContext
-from dashboard.figures import empty_figure, market_figure, theme_layout_updates
+from dashboard.figures import empty_figure, market_figure, range_selector_colours, theme_layout_updates
 from dashboard.live import plan_live_patch
 from dashboard.market_data import ChartRequest, MarketInfo, assemble_chart, markets, parse_market
 
@@ -151,6 +151,7 @@ def register(app: Dash, context: DashboardContext) -> None:
                     patch["layout"][key].update(value)
                 else:
                     patch["layout"][key] = value
+            patch["layout"]["xaxis"]["rangeselector"].update(range_selector_colours(theme))
             return patch, no_update, no_update
         view = None
         if trigger == ids.MARKET_CHART:

@@ -67,6 +67,7 @@ class OkxTradeStream:
         *,
         on_subscribed: Callable[[str], None] | None = None,
         on_disconnected: Callable[[Sequence[str]], None] | None = None,
+        flow: asyncio.Event | None = None,
         ping_after: float = 20.0,
         pong_timeout: float = 10.0,
         backoff_base: float = 0.5,
@@ -81,6 +82,7 @@ class OkxTradeStream:
         self.on_trades = on_trades
         self.on_subscribed = on_subscribed
         self.on_disconnected = on_disconnected
+        self.flow = flow  # when given and cleared, reading pauses (the consumer is behind)
         self.ping_after = ping_after
         self.pong_timeout = pong_timeout
         self.backoff_base = backoff_base
@@ -127,7 +129,7 @@ class OkxTradeStream:
         for s in self.symbols:
             self.state[s] = StreamState.CONNECTING
         async with connect(self.url, ping_interval=None, open_timeout=10, close_timeout=2, compression=None,
-                           max_size=2**24, max_queue=4096) as ws:
+                           max_size=2**24, max_queue=256) as ws:
             self._ws = ws
             self.stats.connects += 1
             self.stats.connected = True
@@ -173,7 +175,10 @@ class OkxTradeStream:
     async def _receive(self, ws: ClientConnection) -> None:
         on_trades = self.on_trades
         stats = self.stats
+        flow = self.flow
         async for raw in ws:
+            if flow is not None and not flow.is_set():
+                await flow.wait()
             self._last_rx = time.monotonic()
             received = now_ms()
             stats.frames += 1

@@ -74,6 +74,14 @@ def decode_public(raw: str | bytes) -> PublicFrame:
         frame = _public_decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise MalformedMessageError(_classify(raw), f"{exc}; frame starts {_head(raw)!r}") from None
+    arg = frame.arg
+    if frame.data is not None and arg is not None and arg.channel == "trades" and arg.instId \
+            and frame.event is None:
+        return frame
+    return _check(frame, raw)
+
+
+def _check(frame: PublicFrame, raw: str | bytes) -> PublicFrame:
     if frame.event is not None:
         if frame.event not in KNOWN_EVENTS:
             raise MalformedMessageError("unknown_event", f"event {frame.event!r}; expected one of "
@@ -84,9 +92,7 @@ def decode_public(raw: str | bytes) -> PublicFrame:
     if frame.arg.channel != "trades":
         raise MalformedMessageError("unexpected_channel", f"push on channel {frame.arg.channel!r}; "
                                     "only 'trades' is subscribed on the public socket")
-    if not frame.arg.instId:
-        raise MalformedMessageError("no_arg_or_data", "trades push without arg.instId")
-    return frame
+    raise MalformedMessageError("no_arg_or_data", "trades push without arg.instId")
 
 
 def _head(raw: str | bytes, size: int = 120) -> str:

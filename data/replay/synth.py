@@ -85,9 +85,16 @@ def synthesise_frame(candles: pd.DataFrame, *, seed: int = 7, price_scale: float
     })
 
 
-def synthesise(candles_path: str | Path, destination: str | Path, **options: object) -> Path:
-    """Write the tape synthesised from the candle file ``candles_path`` (see :func:`synthesise_frame`)."""
-    frame = synthesise_frame(read_candles_csv(candles_path), **options)  # type: ignore[arg-type]
+def synthesise(candles_path: str | Path, destination: str | Path, *, start_ms: int | None = None,
+               end_ms: int | None = None, **options: object) -> Path:
+    """Write the tape synthesised from the candle file ``candles_path`` (see :func:`synthesise_frame`),
+    optionally only from the candles opening in ``[start_ms, end_ms)``."""
+    candles = read_candles_csv(candles_path)
+    if start_ms is not None:
+        candles = candles[candles["ts_ms"] >= start_ms]
+    if end_ms is not None:
+        candles = candles[candles["ts_ms"] < end_ms]
+    frame = synthesise_frame(candles, **options)  # type: ignore[arg-type]
     return write_tape(destination, frame)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -59,11 +60,11 @@ def upsert_candles(session: Session | Connection, candles: Sequence[Candle]) -> 
     for c in candles:
         latest[(c.exchange, c.symbol, c.timeframe.value, c.open_time_ms)] = c
     if conn.dialect.name == "postgresql" and len(latest) <= _SMALL_BATCH:
-        ins = pg_insert(CandleRow).values([candle_to_row(c) for c in latest.values()])
-        conn.execute(ins.on_conflict_do_update(
-            index_elements=["exchange", "symbol", "timeframe", "open_time"],
-            set_={col: ins.excluded[col] for col in _CANDLE_UPDATE},
-        ))
+        params: list[object] = []
+        for c in latest.values():
+            params += (c.exchange, c.symbol, c.timeframe.value, ms_to_datetime(c.open_time_ms), c.open, c.high,
+                       c.low, c.close, c.volume, c.quote_volume, c.buy_volume, c.trade_count)
+        conn.exec_driver_sql(_small_upsert_sql(len(latest)), tuple(params))
         return len(latest)
     if conn.dialect.name == "postgresql":
         rows = (
@@ -91,6 +92,15 @@ def upsert_candles(session: Session | Connection, candles: Sequence[Candle]) -> 
     )
     conn.execute(stmt, [candle_to_row(c) for c in latest.values()])
     return len(latest)
+
+
+@lru_cache(maxsize=_SMALL_BATCH)
+def _small_upsert_sql(rows: int) -> str:
+    """One multi-row ``INSERT … ON CONFLICT DO UPDATE`` (driver SQL: no per-call statement compile)."""
+    row = "(" + ", ".join(["%s"] * len(CANDLE_COLUMNS)) + ")"
+    updates = ", ".join(f"{col} = EXCLUDED.{col}" for col in _CANDLE_UPDATE)
+    return (f"INSERT INTO candles ({', '.join(CANDLE_COLUMNS)}) VALUES {', '.join([row] * rows)} "
+            f"ON CONFLICT (exchange, symbol, timeframe, open_time) DO UPDATE SET {updates}")
 
 
 def insert_trades(session: Session | Connection, trades: Sequence[Trade]) -> int:

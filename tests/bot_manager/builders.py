@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,8 @@ def store_candles(sessions: sessionmaker[Session], candles: list[Candle]) -> Non
 def hand_computed_fills(candles: list[Candle], codes: list[int], start: int) -> list[tuple[str, Decimal, Decimal,
                                                                                           Decimal, Decimal]]:
     """Long-only, 1000 USDT per entry, market orders at the next open +/- 2 bps, price tick 0.1,
-    lot 0.00001, taker fee 0.10% rounded half-up to the cent: (side, quantity, price, fee, realised)."""
+    lot 0.00001, notional and taker fee 0.10% rounded half-even to 1e-8 USDT:
+    (side, quantity, price, fee, realised)."""
     fills = []
     position, cost, pending = Decimal(0), Decimal(0), None
     for i in range(start, len(candles)):
@@ -63,8 +64,8 @@ def hand_computed_fills(candles: list[Candle], codes: list[int], start: int) -> 
             side, qty = pending
             raw = Decimal(repr(c.open * (1 + 2 / 10_000) if side == "buy" else c.open * (1 - 2 / 10_000)))
             price = (raw / Decimal("0.1")).to_integral_value(ROUND_HALF_EVEN) * Decimal("0.1")
-            notional = (qty * price).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
-            fee = (notional * Decimal("0.001")).quantize(Decimal("0.01"), ROUND_HALF_UP)
+            notional = (qty * price).quantize(Decimal("0.00000001"), ROUND_HALF_EVEN)
+            fee = (notional * Decimal("0.001")).quantize(Decimal("0.00000001"), ROUND_HALF_EVEN)
             realised = Decimal(0)
             if side == "buy":
                 position, cost = qty, notional

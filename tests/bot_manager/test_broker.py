@@ -19,23 +19,39 @@ def make_broker(**kwargs: object) -> PaperBroker:
     return PaperBroker(D("10000"), **options)  # type: ignore[arg-type]
 
 
-def test_a_market_round_trip_matches_the_hand_computation_to_the_cent() -> None:
+def test_a_market_round_trip_matches_the_hand_computation_exactly() -> None:
     broker = make_broker()
     assert broker.on_bar(0, 49_000, 49_500, 48_900, 49_200, 10) == ()
     broker.submit_market("b1", Side.BUY, D("0.1"))
     [buy] = broker.on_bar(MIN, 50_000, 50_100, 49_900, 51_000, 10)
-    # 50000 + 10 bps = 50050.00; notional 5005.00; taker fee 0.1% = 5.005 -> 5.01 (half up)
-    assert (buy.price, buy.fee, buy.liquidity, buy.balance_after) == (D("50050.00"), D("5.01"), Liquidity.TAKER,
-                                                                       D("9994.99"))
-    assert broker.equity() == pytest.approx(9994.99 + 0.1 * 51_000 - 5005.00)
-    assert broker.equity_decimal() == D("10089.99")
+    # 50000 + 10 bps = 50050.00; notional 0.1 x 50050 = 5005.00; taker fee 0.1% = 5.005 (kept, not
+    # rounded to the cent); balance 10000 - 5.005 = 9994.995
+    assert (buy.price, buy.fee, buy.liquidity, buy.balance_after) == (D("50050.00"), D("5.005"), Liquidity.TAKER,
+                                                                       D("9994.995"))
+    assert broker.equity() == pytest.approx(9994.995 + 0.1 * 51_000 - 5005.00)
+    assert broker.equity_decimal() == D("10089.995")  # 9994.995 + (5100.00 - 5005.00)
     broker.submit_market("s1", Side.SELL, D("0.1"))
     [sell] = broker.on_bar(2 * MIN, 52_000, 52_000, 51_500, 51_800, 10)
-    # 52000 - 10 bps = 51948.00; notional 5194.80; fee 5.1948 -> 5.19; realised 5194.80 - 5005.00 = 189.80
-    assert (sell.price, sell.fee, sell.realised_pnl) == (D("51948.00"), D("5.19"), D("189.80"))
-    assert broker.balance == D("10000") - D("5.01") + D("189.80") - D("5.19") == D("10179.60")
-    assert broker.fees_paid == D("10.20") and broker.realised_pnl == D("189.80")
+    # 52000 - 10 bps = 51948.00; notional 5194.80; fee 5.1948; realised 5194.80 - 5005.00 = 189.80
+    assert (sell.price, sell.fee, sell.realised_pnl) == (D("51948.00"), D("5.1948"), D("189.80"))
+    assert broker.balance == D("10000") - D("5.005") + D("189.80") - D("5.1948") == D("10179.6002")
+    assert broker.fees_paid == D("10.1998") and broker.realised_pnl == D("189.80")
     assert broker.position_side == 0 and broker.quantity == 0
+
+
+def test_fees_are_kept_to_1e8_and_exact_halves_round_to_even_without_bias() -> None:
+    # A token priced 0.000025 and 0.000035 (1e-8 tick and lot), 1 unit per fill, taker fee 0.1%:
+    # fees of exactly 2.5e-8 and 3.5e-8. Half-even gives 2e-8 and 4e-8 (sum 6e-8 = the exact sum);
+    # half-up would give 3e-8 and 4e-8, always in the exchange's favour.
+    broker = make_broker(slippage=FixedSlippage(0))
+    broker.on_bar(0, 0.000025, 0.000025, 0.000025, 0.000025, 1)
+    broker.submit_market("b", Side.BUY, D("1"))
+    [buy] = broker.on_bar(MIN, 0.000025, 0.000025, 0.000025, 0.000025, 1)
+    broker.submit_market("s", Side.SELL, D("1"))
+    [sell] = broker.on_bar(2 * MIN, 0.000035, 0.000035, 0.000035, 0.000035, 1)
+    assert (buy.fee, sell.fee) == (D("0.00000002"), D("0.00000004"))
+    # realised 0.000035 - 0.000025 = 0.00001; balance 10000 - 0.00000002 + 0.00001 - 0.00000004
+    assert sell.realised_pnl == D("0.00001") and broker.balance == D("10000.00000994")
 
 
 def test_a_flat_broker_with_no_orders_only_marks_the_bar() -> None:
@@ -59,7 +75,7 @@ def test_a_buy_limit_fills_only_when_the_market_trades_through_it() -> None:
     broker.submit_limit("l", Side.BUY, D("1"), 95.0)
     assert not broker.on_bar(MIN, 100, 100, 95.0, 96, 1)  # touched, not traded through
     [fill] = broker.on_bar(2 * MIN, 96, 97, 94.5, 96, 1)
-    assert (fill.price, fill.liquidity, fill.fee) == (D("95"), Liquidity.MAKER, D("0.08"))  # 95 x 0.08%
+    assert (fill.price, fill.liquidity, fill.fee) == (D("95"), Liquidity.MAKER, D("0.076"))  # 95 x 0.08%
 
 
 def test_a_limit_already_better_than_the_open_fills_at_the_open_as_taker() -> None:
@@ -138,15 +154,21 @@ def test_an_entry_larger_than_equity_times_leverage_is_clamped() -> None:
     assert fill.quantity == D("99.9000")  # 10000 / (100 x 1.001), rounded down to the lot
 
 
-def test_partial_exits_split_the_cost_basis_to_the_cent() -> None:
+def test_partial_exits_split_the_cost_basis_half_even_to_1e8() -> None:
     broker = make_broker(slippage=FixedSlippage(0), fees=FeeModel(D(0), D(0)))
     broker.on_bar(0, 30, 30, 30, 30, 1)
-    broker.submit_market("b", Side.BUY, D("3"))
-    broker.on_bar(MIN, 10.01, 10.01, 10.01, 10.01, 1)  # cost 30.03
+    broker.submit_market("b1", Side.BUY, D("1"))
+    broker.submit_market("b2", Side.BUY, D("2"))
+    broker.on_bar(MIN, 10.00000001, 10.00000001, 10.00000001, 10.00000001, 1)  # cost 3 x 10.00000001 = 30.00000003
     broker.submit_market("s", Side.SELL, D("1"))
-    [fill] = broker.on_bar(2 * MIN, 11, 11, 11, 11, 1)
-    assert fill.realised_pnl == D("0.99")  # 11.00 - 10.01
-    assert broker.cost == D("20.02") and broker.quantity == D("2")
+    broker.on_bar(2 * MIN, 10, 10, 10, 10, 1)
+    broker.submit_market("b3", Side.BUY, D("1"))
+    broker.on_bar(3 * MIN, 10, 10, 10, 10, 1)  # cost 20.00000002 + 10 = 30.00000002 for 3 units
+    broker.submit_market("s2", Side.SELL, D("1"))
+    [fill] = broker.on_bar(4 * MIN, 11, 11, 11, 11, 1)
+    # cost removed: 30.00000002 / 3 = 10.000000006666... -> 10.00000001; realised 11 - 10.00000001
+    assert fill.realised_pnl == D("0.99999999")
+    assert broker.cost == D("20.00000001") and broker.quantity == D("2")  # 30.00000002 - 10.00000001
 
 
 def test_volume_slippage_grows_with_the_square_root_of_participation() -> None:
@@ -172,3 +194,30 @@ def test_a_snapshot_restores_the_same_account_and_open_orders() -> None:
     bars = [(2 * MIN, 103, 111, 102, 108, 1), (3 * MIN, 108, 109, 100, 101, 1)]
     assert [copy.on_bar(*b) for b in bars] == [broker.on_bar(*b) for b in bars]
     assert copy.snapshot() == broker.snapshot()
+
+
+def test_one_sell_larger_than_the_long_closes_it_and_opens_a_short_with_the_rest() -> None:
+    broker = make_broker(slippage=FixedSlippage(0), allow_short=True, lot_size="0.001")
+    broker.on_bar(0, 100, 100, 100, 100, 1)
+    broker.submit_market("b", Side.BUY, D("10"))
+    broker.on_bar(MIN, 100, 100, 100, 100, 1)  # long 10 @ 100, fee 1.00, balance 9999.00
+    broker.submit_market("s", Side.SELL, D("200"))
+    [fill] = broker.on_bar(2 * MIN, 110, 110, 110, 110, 1)
+    # The 10 closed realise 10 x (110 - 100) = 100. The short is clamped to the equity at 110:
+    # 9999.00 + 100 = 10099.00, / (110 x 1.001) = 91.7165... -> 91.716 (lot 0.001). One fill of
+    # 101.716 @ 110 = 11188.76, fee 11.18876; balance 9999.00 + 100 - 11.18876 = 10087.81124.
+    assert (fill.quantity, fill.realised_pnl, fill.fee, fill.position_after) == (
+        D("101.716"), D("100"), D("11.18876"), D("-91.716"))
+    assert broker.balance == D("10087.81124") and broker.cost == D("10088.76")  # 91.716 x 110
+
+
+def test_the_broker_is_idle_when_a_bar_could_only_be_marked() -> None:
+    plain = make_broker(slippage=FixedSlippage(0))
+    guarded = make_broker(slippage=FixedSlippage(0), protection=Protection(stop_loss_pct=5))
+    for broker in (plain, guarded):
+        assert broker.idle
+        broker.on_bar(0, 100, 100, 100, 100, 1)
+        broker.submit_market("b", Side.BUY, D("1"))
+        assert not broker.idle  # an order to fill
+        broker.on_bar(MIN, 100, 100, 100, 100, 1)
+    assert plain.idle and not guarded.idle  # in a position: only the stop needs every bar

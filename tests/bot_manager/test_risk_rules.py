@@ -11,7 +11,7 @@ import pytest
 
 from bot_manager.config import PortfolioConfig, parse_bot_config
 from bot_manager.engine import BotEngine, CandleOutcome
-from bot_manager.risk import DAY_MS, PortfolioGuard
+from bot_manager.risk import DAY_MS, Intent, PortfolioGuard, intent_for
 from config.domain import Signal, SignalType
 from strategies.bars import Bars
 from strategies.base import BaseStrategy
@@ -206,3 +206,109 @@ def test_a_failing_strategy_halts_only_its_own_bot_and_says_why() -> None:
     assert [e.kind for e in outcome.events] == ["strategy_error"] and not failing.engine.trading
     assert not failing.flat(100, signal=BUY).submitted
     assert [o.side for o in healthy.flat(100, signal=BUY).submitted] == ["buy"]
+
+
+# ---------------------------------------------------------------------------------- stop and reverse
+
+COSTS = {"fees": {"maker_pct": 0.08, "taker_pct": 0.1}, "slippage": {"model": "fixed", "bps": 0}}
+
+
+@pytest.mark.parametrize(("signal", "position", "allow_short", "intent"), [
+    (BUY, 0, False, Intent.ENTER_LONG), (BUY, 1, False, Intent.ENTER_LONG),  # from flat; add (if allowed)
+    (SELL, 0, False, Intent.NONE), (SELL, 1, False, Intent.EXIT),  # long-only: a SELL only exits
+    (SELL, 0, True, Intent.ENTER_SHORT), (SELL, -1, True, Intent.ENTER_SHORT),
+    (SELL, 1, True, Intent.REVERSE_TO_SHORT), (BUY, -1, True, Intent.REVERSE_TO_LONG),
+    (SignalType.HOLD, 1, True, Intent.NONE),
+])
+def test_a_signal_against_the_position_reverses_only_when_shorts_are_allowed(
+        signal: SignalType, position: int, allow_short: bool, intent: Intent) -> None:
+    assert intent_for(signal, position, allow_short) is intent
+
+
+def orders(outcome: CandleOutcome) -> list[tuple[str, str, Decimal, bool]]:
+    return [(o.order_id, o.side.value, o.quantity, o.reduce_only) for o in outcome.submitted]
+
+
+def test_a_long_short_bot_stops_and_reverses_with_two_fills_and_a_fee_on_each() -> None:
+    bot = Bot(**COSTS, direction="long_short")  # 1000 USDT per entry, lot 0.00001, tick 0.1
+    bot.flat(100, signal=BUY)
+    t1 = bot.t
+    reverse = bot.flat(100, signal=SELL)  # the BUY fills: 10 @ 100, fee 1.00; then SELL while long
+    assert orders(reverse) == [(f"test_bot-{t1}-exit", "sell", Decimal("10"), True),
+                               (f"test_bot-{t1}-entry", "sell", Decimal("10.00000"), False)]  # 1000 / 100
+    t2 = bot.t
+    exit_fill, entry_fill = bot.flat(110, signal=BUY).fills  # both at the next open, in that order
+    # exit: 10 @ 110 = 1100, fee 1.10, realised 1100 - 1000 = 100; entry: 10 @ 110 = 1100, fee 1.10
+    assert (exit_fill.reason, exit_fill.realised_pnl, exit_fill.fee, exit_fill.position_after) == (
+        "signal SELL", Decimal("100"), Decimal("1.1"), Decimal(0))
+    assert (entry_fill.price, entry_fill.fee, entry_fill.position_after) == (Decimal("110"), Decimal("1.1"),
+                                                                             Decimal("-10"))
+    assert entry_fill.balance_after == Decimal("10096.80")  # 10000 - 1.00 + 100 - 1.10 - 1.10
+    # The BUY at 110 while short is the mirror: close the short, buy 1000 / 110 = 9.09090 (lot 0.00001).
+    assert [(o.order_id, o.side.value, o.quantity) for o in bot.engine.broker.open_orders] == [
+        (f"test_bot-{t2}-exit", "buy", Decimal("10")), (f"test_bot-{t2}-entry", "buy", Decimal("9.09090"))]
+    exit_fill, entry_fill = bot.flat(105).fills
+    # exit: 10 @ 105 = 1050, fee 1.05, realised 1100 - 1050 = 50; entry: 9.0909 @ 105 = 954.5445, fee 0.9545445
+    assert (exit_fill.realised_pnl, exit_fill.fee, entry_fill.fee) == (Decimal("50"), Decimal("1.05"),
+                                                                         Decimal("0.9545445"))
+    broker = bot.engine.broker
+    assert broker.quantity == Decimal("9.09090") and broker.cost == Decimal("954.5445")
+    assert broker.balance == Decimal("10144.7954555")  # 10096.80 + 50 - 1.05 - 0.9545445
+
+
+def test_a_long_only_bot_only_exits_on_a_sell_while_long() -> None:
+    bot = Bot(**COSTS)
+    bot.flat(100, signal=BUY)
+    t1 = bot.t
+    assert orders(bot.flat(100, signal=SELL)) == [(f"test_bot-{t1}-exit", "sell", Decimal("10"), True)]
+    assert [f.position_after for f in bot.flat(110).fills] == [Decimal(0)]
+
+
+def test_a_reversal_entry_is_sized_as_a_new_position_under_the_exposure_cap() -> None:
+    bot = Bot(**NO_COSTS, direction="long_short", sizing={"method": "equity_fraction", "fraction_pct": 100},
+              risk={"max_exposure_pct": 50})
+    bot.flat(100, signal=BUY)  # 50% of 10 000 at 100 = 50 units
+    outcome = bot.flat(100, signal=SELL)
+    # The long being closed does not count: room 50% of 10 000 = 5000, not 5000 - 5000 = 0.
+    assert [o.quantity for o in outcome.submitted] == [Decimal("50"), Decimal("50.00000")]
+    assert "entry_reduced" in kinds(outcome)
+
+
+def test_the_portfolio_cap_gates_a_reversal_entry_without_counting_the_position_it_closes() -> None:
+    guard = PortfolioGuard(PortfolioConfig(max_exposure_pct=30))  # 30% of 20 000 = 6000 for both bots
+    a = Bot(**NO_COSTS, name="a", direction="long_short", risk={"max_exposure_pct": 100})
+    b = Bot(**NO_COSTS, name="b", sizing={"method": "fixed_quote", "amount": 5500}, risk={"max_exposure_pct": 100})
+    guard.add("a", 10_000, 0)
+    guard.add("b", 10_000, 0)
+    b.bar(100, 100, 100, 100, BUY, guard)
+    b.flat(100)
+    guard.update("b", 10_000, 5_500)
+    a.bar(100, 100, 100, 100, BUY, guard)  # room 6000 - 5500 = 500: the 1000 entry is cut to 5 units
+    a.flat(100)
+    guard.update("a", 10_000, 500)
+    outcome = a.bar(100, 100, 100, 100, SELL, guard)
+    # room 6000 - (500 + 5500) + 500 (a's long is being closed) = 500: 5 units, not blocked at 0
+    assert [o.quantity for o in outcome.submitted] == [Decimal("5"), Decimal("5.00000")]
+    assert "entry_reduced" in kinds(outcome)
+
+
+def test_a_reversal_whose_entry_is_blocked_by_a_risk_rule_still_exits() -> None:
+    bot = Bot(**NO_COSTS, direction="long_short")
+    bot.flat(100, signal=BUY)
+    bot.flat(100)
+    bot.engine.risk.state.cooldown_until_ms = bot.t  # e.g. a cooldown restored with the bot's state
+    outcome = bot.flat(100, signal=SELL)
+    assert [o.reduce_only for o in outcome.submitted] == [True]
+    assert "position closed, reversal entry) ignored: cooldown after a stop-out" in outcome.events[0].message
+
+
+def test_a_sell_on_the_candle_that_hits_the_daily_loss_limit_closes_without_reversing() -> None:
+    bot = Bot(**NO_COSTS, direction="long_short", sizing={"method": "fixed_quote", "amount": 5000},
+              risk={"daily_loss_limit_pct": 2})
+    bot.flat(100, signal=BUY)
+    bot.flat(100)
+    hit = bot.flat(95, signal=SELL)  # 50 units x -5 = -2.5% of the day
+    assert [o.reason for o in hit.submitted] == ["daily_loss_limit"]
+    bot.flat(95)
+    assert bot.engine.broker.position_side == 0
+    assert not bot.flat(95, signal=SELL).submitted  # no entry the other way either, until the next day
