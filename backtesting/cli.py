@@ -81,7 +81,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fee", type=float, default=0.001, help="fee per fill as a fraction (0.001 = 0.1%%)")
     parser.add_argument("--slippage-bps", type=float, default=0.0, help="slippage per market fill, basis points")
     parser.add_argument("--size-fraction", type=float, default=1.0, help="share of equity per entry (1.0 = all)")
-    parser.add_argument("--short", action="store_true", help="allow short positions (long/short)")
+    parser.add_argument("--short", action="store_true",
+                        help="long/short: SELL from flat enters short, an opposite signal stops and reverses")
     parser.add_argument("--leverage", type=float, default=1.0)
     parser.add_argument("--stop-loss-pct", type=float, default=None)
     parser.add_argument("--take-profit-pct", type=float, default=None)

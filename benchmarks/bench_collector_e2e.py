@@ -51,7 +51,7 @@ class Database:
 
 def env(database_url: str, data_dir: str) -> dict[str, str]:
     values = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "SYMBOLS")}
-    values.update(DATABASE_URL=database_url, TCP_DATA_DIR=data_dir, LOG_LEVEL="WARNING")
+    values.update(DATABASE_URL=database_url, TCP_DATA_DIR=data_dir, LOG_LEVEL="WARNING", MALLOC_ARENA_MAX="2")
     return values
 
 
@@ -64,8 +64,9 @@ def start_replay(args: list[str], data_dir: str) -> tuple[subprocess.Popen[str],
     return process, match.group(1), match.group(2)
 
 
-def start_collect(database_url: str, symbols: str, ws: str, rest: str, data_dir: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "main.py", "collect", "--symbols", symbols, "--okx-ws-url", ws,
+def start_collect(database_url: str, symbols: str, ws: str, rest: str, data_dir: str,
+                  entry: tuple[str, ...] = ("main.py",)) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, *entry, "collect", "--symbols", symbols, "--okx-ws-url", ws,
                              "--okx-rest-url", rest], cwd=ROOT, env=env(database_url, data_dir))
 
 
@@ -184,7 +185,7 @@ def rss(symbols: int = 50) -> None:
 
         total = sum(len(read_tape(Path(tmp) / f"{n}.csv.gz")) for n in names)
         replay, ws, rest = start_replay([*args, "--speed", "0"], tmp)
-        collect = start_collect(db.url, ",".join(names), ws, rest, tmp)
+        collect = start_collect(db.url, ",".join(names), ws, rest, tmp, entry=("-m", "data"))
         peak = 0
         try:
             process = psutil.Process(collect.pid)
@@ -205,8 +206,8 @@ def rss(symbols: int = 50) -> None:
             replay.terminate()
             replay.wait(30)
             db.drop()
-    print(f"rss: {symbols} symbols x 6 timeframes, {stored:,} trades and {candles:,} candles stored: collector RSS "
-          f"{final / 2**20:.0f} MB at the end, {peak / 2**20:.0f} MB peak (sampled)")
+    print(f"rss: `python -m data collect`, {symbols} symbols x 6 timeframes, {stored:,} trades and {candles:,} "
+          f"candles stored at --speed 0: RSS {final / 2**20:.0f} MB at the end, {peak / 2**20:.0f} MB peak (sampled)")
 
 
 if __name__ == "__main__":

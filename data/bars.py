@@ -92,13 +92,13 @@ class RollingBucket:
     """The forming bucket of one higher timeframe, updated as final 1m candles are appended."""
 
     __slots__ = ("timeframe", "start", "open", "high", "low", "close", "volume", "quote", "buy", "count",
-                 "last_minute")
+                 "first_minute", "last_minute")
 
     def __init__(self, timeframe: Timeframe, start: int) -> None:
         self.timeframe = timeframe
         self.start = start
         self.count = -1  # -1: no minute yet
-        self.last_minute = -1
+        self.first_minute = self.last_minute = -1
         self.open = self.high = self.low = self.close = self.volume = self.quote = self.buy = 0.0
 
     @property
@@ -115,6 +115,7 @@ class RollingBucket:
             self.open, self.high, self.low = m.open, m.high, m.low
             self.volume = self.quote = self.buy = 0.0
             self.count = 0
+            self.first_minute = m.open_time_ms
         else:
             if m.high > self.high:
                 self.high = m.high
@@ -126,6 +127,20 @@ class RollingBucket:
         self.buy += m.buy_volume
         self.count += m.trade_count
         self.last_minute = m.open_time_ms
+
+    def revise_last(self, old: Candle, new: Candle) -> None:
+        """Its last minute changed from ``old`` to ``new`` (a late trade was added to it)."""
+        if new.open_time_ms != self.last_minute:
+            raise ValueError(f"can only revise the last minute {self.last_minute}, got {new.open_time_ms}")
+        if new.open_time_ms == self.first_minute:
+            self.open = new.open
+        self.high = max(self.high, new.high)
+        self.low = min(self.low, new.low)
+        self.close = new.close
+        self.volume += new.volume - old.volume
+        self.quote += new.quote_volume - old.quote_volume
+        self.buy += new.buy_volume - old.buy_volume
+        self.count += new.trade_count - old.trade_count
 
     def candle(self, exchange: str, symbol: str, live: MinuteBar | None = None,
                closed: bool = True) -> Candle | None:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from config.domain import DEFAULT_TIMEFRAMES, Candle, Side, Timeframe, Trade
-from data.bars import MINUTE_MS, MinuteBar, RollingBucket, combine
+from data.bars import MINUTE_MS, MinuteBar, RollingBucket
 from data.okx.frames import WireTrade
 
 DEFAULT_GRACE_MS = 2_000
@@ -68,7 +68,7 @@ class Drained:
 
 class _Book:
     __slots__ = ("symbol", "cur", "prev", "max_id", "watermark", "watermark_recv", "trades", "connected", "resync",
-                 "pending", "held", "partial", "final_through", "live_through", "minutes", "buckets",
+                 "pending", "held", "partial", "final_through", "live_through", "buckets",
                  "closed_buckets", "dirty", "stats")
 
     def __init__(self, symbol: str) -> None:
@@ -86,9 +86,8 @@ class _Book:
         self.partial: Candle | None = None  # the live (partial) view of the repair's last minute
         self.final_through: int | None = None  # every minute before this is final
         self.live_through = 0
-        self.minutes: dict[int, Candle] = {}
         self.buckets: dict[Timeframe, RollingBucket] = {}
-        self.closed_buckets: dict[Timeframe, int] = {}  # start of the last closed bucket per timeframe
+        self.closed_buckets: dict[Timeframe, RollingBucket] = {}  # the last closed bucket per timeframe
         self.dirty = False
         self.stats = SymbolStats()
 
@@ -188,7 +187,6 @@ class CandleEngine:
         for m in sorted(minutes, key=lambda c: c.open_time_ms):
             if m.open_time_ms >= final_through_ms:
                 continue
-            book.minutes[m.open_time_ms] = m
             for b in book.buckets.values():
                 if b.start <= m.open_time_ms:
                     b.append(m)
@@ -340,22 +338,20 @@ class CandleEngine:
         if book.watermark >= prev.start + MINUTE_MS + self.grace_ms:
             book.stats.late_dropped += 1
             return
+        before = prev.candle(self.exchange, book.symbol)
         prev.add(tid, px, sz, is_buy)
         book.stats.late_revisions += 1
         revised = prev.candle(self.exchange, book.symbol)
-        book.minutes[prev.start] = revised
         self._emit(revised)
         for tf in self.higher:
             bucket = book.buckets[tf]
             if bucket.start <= prev.start < bucket.end:
-                fresh = RollingBucket(tf, bucket.start)
-                for t in sorted(t for t in book.minutes if bucket.start <= t < bucket.end):
-                    fresh.append(book.minutes[t])
-                book.buckets[tf] = fresh
-            elif book.closed_buckets.get(tf) == tf.floor(prev.start):
-                start = tf.floor(prev.start)
-                minutes = [book.minutes[t] for t in sorted(book.minutes) if start <= t < start + tf.ms]
-                candle = combine(self.exchange, book.symbol, tf, start, minutes)
+                bucket.revise_last(before, revised)
+                continue
+            closed = book.closed_buckets.get(tf)
+            if closed is not None and closed.start <= prev.start < closed.end:
+                closed.revise_last(before, revised)
+                candle = closed.candle(self.exchange, book.symbol)
                 if candle is not None:
                     self._emit(candle)
 
@@ -377,8 +373,6 @@ class CandleEngine:
             book.buckets = {tf: RollingBucket(tf, tf.floor(candle.open_time_ms)) for tf in self.higher}
         self._advance(book, candle.open_time_ms)
         self._emit(candle)
-        if self.higher:
-            book.minutes[candle.open_time_ms] = candle
         for bucket in book.buckets.values():
             bucket.append(candle)
 
@@ -387,21 +381,13 @@ class CandleEngine:
         if book.final_through is not None and through <= book.final_through:
             return
         book.final_through = through
-        closed_any = False
         for tf, bucket in book.buckets.items():
             if bucket.end <= through:
                 candle = bucket.candle(self.exchange, book.symbol)
                 if candle is not None:
                     self._emit(candle)
-                    book.closed_buckets[tf] = bucket.start
+                    book.closed_buckets[tf] = bucket  # kept for a revision of its last minute
                 book.buckets[tf] = RollingBucket(tf, tf.floor(through))
-                closed_any = True
-        if closed_any:
-            keep_from = min((b.start for b in book.buckets.values()), default=through)
-            if book.prev is not None:
-                keep_from = min(keep_from, *(tf.floor(book.prev.start) for tf in book.buckets))
-            for t in [t for t in book.minutes if t < keep_from]:
-                del book.minutes[t]
 
     def _begin_repair(self, book: _Book, first_ts: int) -> None:
         m1 = first_ts - first_ts % MINUTE_MS
@@ -413,7 +399,6 @@ class CandleEngine:
         start = book.pending.start_ms if book.pending is not None else book.final_through
         if start is not None and start > m1 + MINUTE_MS:
             # The source went back in time (a replay restarted behind what is stored): start afresh.
-            book.minutes.clear()
             book.buckets = {}
             book.closed_buckets.clear()
             book.final_through = None

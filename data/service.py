@@ -7,16 +7,17 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import aiohttp
 
 from config.settings import Settings
 from data.bus import Bus
 from data.collector import Collector, CollectorConfig
-from data.replay.server import ReplayServer
-from data.replay.synth import synthesise_tape
-from data.replay.tape import Tape
+
+if TYPE_CHECKING:  # the replay (and pandas) load only when a replay is started
+    from data.replay.server import ReplayServer
+    from data.replay.tape import Tape
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ async def probe_live(rest_url: str, timeout: float = 3.0) -> bool:
 
 def demo_tapes(symbols: Sequence[str]) -> dict[str, Tape]:
     """Tapes synthesised from the bundled real candles for the requested demo instruments."""
+    from data.replay.synth import synthesise_tape
+
     tapes = {}
     for symbol in symbols:
         spec = DEMO_INSTRUMENTS.get(symbol)
@@ -95,6 +98,8 @@ def demo_tapes(symbols: Sequence[str]) -> dict[str, Tape]:
 
 async def start_demo_replay(settings: Settings, symbols: Sequence[str] | None = None) -> MarketSource:
     """Start the bundled replay in this process (looping, ``settings.replay_speed``)."""
+    from data.replay.server import ReplayServer
+
     tapes = await asyncio.to_thread(demo_tapes, symbols or settings.symbols)
     server = ReplayServer(tapes, speed=settings.replay_speed, loop=True, port=settings.replay_port,
                           history_ms=DEMO_HISTORY_MS)

@@ -16,6 +16,7 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -36,7 +37,7 @@ from database.timescale import uses_timescale
 
 log = logging.getLogger(__name__)
 
-TRADE_BATCH = 20_000
+TRADE_BATCH = 50_000
 
 
 def _db_errors() -> tuple[type[BaseException], ...]:
@@ -73,13 +74,16 @@ class StorageWriter:
 
     def __init__(self, engine: Engine, *, exchange: str = "okx", store_trades: bool = True,
                  flush_interval: float = 0.2, max_candles: int = 500_000, max_trades: int = 1_000_000,
-                 trade_high_water: int = 100_000,
+                 trade_high_water: int = 50_000,
                  retry_base: float = 0.25, retry_cap: float = 5.0, trade_retention_days: int | None = None,
                  final_flush_timeout: float = 10.0, durable_commits: bool = True,
                  on_stored: Callable[[list[Candle]], None] | None = None,
                  on_event: Callable[[str, str, dict[str, object]], None] | None = None) -> None:
         self._factory = make_session_factory(engine)
         self._connections: dict[str, Connection] = {}
+        # One thread per loop: few malloc arenas (memory), and each connection stays on its thread.
+        self._threads = {kind: ThreadPoolExecutor(1, thread_name_prefix=f"writer-{kind}")
+                         for kind in ("candles", "trades")}
         self._engine = engine
         self.exchange = exchange
         self.store_trades = store_trades
@@ -156,7 +160,10 @@ class StorageWriter:
         finally:
             for task in loops:
                 task.cancel()
-            await asyncio.to_thread(self.close_connections)
+            loop = asyncio.get_running_loop()
+            for kind, pool in self._threads.items():
+                await loop.run_in_executor(pool, self._close_connection, kind)
+                pool.shutdown(wait=False)
 
     async def flush(self, timeout: float) -> bool:
         """Write everything buffered now; False if the database refused until ``timeout``."""
@@ -218,7 +225,7 @@ class StorageWriter:
         batch = list(self._candles)
         candles = [c for c, _, _ in batch]
         try:
-            await asyncio.to_thread(self._upsert, candles)
+            await asyncio.get_running_loop().run_in_executor(self._threads["candles"], self._upsert, candles)
         except DB_ERRORS as exc:
             self._candle_failures += 1
             self._failed(exc)
@@ -261,11 +268,11 @@ class StorageWriter:
                 conn.close()
             raise
 
-    def close_connections(self) -> None:
-        for conn in self._connections.values():
+    def _close_connection(self, kind: str) -> None:
+        conn = self._connections.pop(kind, None)
+        if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
-        self._connections.clear()
 
     def _upsert(self, candles: list[Candle]) -> None:
         self._run("candles", lambda conn: upsert_candles(conn, candles))
@@ -283,7 +290,7 @@ class StorageWriter:
             if rows >= TRADE_BATCH:
                 break
         try:
-            await asyncio.to_thread(self._insert_trades, batch)
+            await asyncio.get_running_loop().run_in_executor(self._threads["trades"], self._insert_trades, batch)
         except DB_ERRORS as exc:
             self._trade_failures += 1
             self._failed(exc)
@@ -310,13 +317,14 @@ class StorageWriter:
         assert days is not None
 
         def prune() -> int:
+            with self._engine.connect() as probe:  # its own transaction: the probe may fail harmlessly
+                if uses_timescale(probe):
+                    return 0  # TimescaleDB's retention policy owns it
             with session_scope(self._factory) as session:
-                if uses_timescale(session.connection()):
-                    return 0
                 return prune_trades(session, retention_cutoff(datetime.now(UTC), days))
 
         try:
-            self.stats.pruned_trades += await asyncio.to_thread(prune)
+            self.stats.pruned_trades += await asyncio.get_running_loop().run_in_executor(self._threads["trades"], prune)
         except DB_ERRORS as exc:
             self._failed(exc)
 

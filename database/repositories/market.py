@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -22,6 +22,9 @@ from sqlalchemy.orm import Session
 
 from config.domain import Candle, Side, Timeframe, Trade, datetime_to_ms, ms_to_datetime
 from database.models import CandleRow, Instrument, TradeRow
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built: the collector never loads it
+    import pandas as pd
 
 CANDLE_COLUMNS = (
     "exchange", "symbol", "timeframe", "open_time", "open", "high", "low", "close",
@@ -225,6 +228,8 @@ def load_candles_frame(
     On PostgreSQL the rows come through one binary ``COPY … TO STDOUT`` decoded by numpy (about
     ten times faster than fetching row objects; see docs/backtesting.md for the figures).
     """
+    import pandas as pd
+
     conn = _connection(session)
     if conn.dialect.name == "postgresql":
         return _load_candles_frame_copy(conn, exchange, symbol, timeframe, start_ms, end_ms)
@@ -256,6 +261,8 @@ _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 
 def _load_candles_frame_copy(conn: Connection, exchange: str, symbol: str, timeframe: Timeframe,
                              start_ms: int | None, end_ms: int | None) -> pd.DataFrame:
+    import pandas as pd
+
     raw = conn.connection.dbapi_connection
     assert raw is not None
     where = ["exchange = %(exchange)s", "symbol = %(symbol)s", "timeframe = %(timeframe)s"]

@@ -36,7 +36,7 @@ def test_trades_and_final_equity_agree_with_backtesting_py_and_vectorbt(candles,
     ours = [t for t in records if t.exit_bar is not None]
     assert len(ours) == CLOSED_TRADES[mode]
     if mode == "long_short":  # every trade after the first is entered by a stop-and-reverse
-        assert all(a.exit_bar == b.entry_bar and a.side != b.side for a, b in zip(records, records[1:]))
+        assert all(a.exit_bar == b.entry_bar and a.side != b.side for a, b in zip(records, records[1:], strict=False))
     for engine, recorded in RECORDED["runs"][mode].items():
         closed = [t for t in recorded["trades"] if t[2] is not None]
         assert len(closed) == len(ours), engine

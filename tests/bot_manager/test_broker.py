@@ -204,11 +204,11 @@ def test_one_sell_larger_than_the_long_closes_it_and_opens_a_short_with_the_rest
     broker.submit_market("s", Side.SELL, D("200"))
     [fill] = broker.on_bar(2 * MIN, 110, 110, 110, 110, 1)
     # The 10 closed realise 10 x (110 - 100) = 100. The short is clamped to the equity at 110:
-    # 9999.00 + 100 = 10099.00, / (110 x 1.001) = 91.7165... -> 91.716 (lot 0.001). One fill of
-    # 101.716 @ 110 = 11188.76, fee 11.18876; balance 9999.00 + 100 - 11.18876 = 10087.81124.
+    # 9999.00 + 100 = 10099.00, / (110 x 1.001 = 110.11) = 91.7173... -> 91.717 (lot 0.001). One fill
+    # of 101.717 @ 110 = 11188.87, fee 11.18887; balance 9999.00 + 100 - 11.18887 = 10087.81113.
     assert (fill.quantity, fill.realised_pnl, fill.fee, fill.position_after) == (
-        D("101.716"), D("100"), D("11.18876"), D("-91.716"))
-    assert broker.balance == D("10087.81124") and broker.cost == D("10088.76")  # 91.716 x 110
+        D("101.717"), D("100"), D("11.18887"), D("-91.717"))
+    assert broker.balance == D("10087.81113") and broker.cost == D("10088.87")  # 91.717 x 110
 
 
 def test_the_broker_is_idle_when_a_bar_could_only_be_marked() -> None:
