@@ -58,16 +58,25 @@ async def _platform() -> int:
     import logging
     import signal
 
+    from bot_manager.config import load_bot_folder, load_portfolio
     from bot_manager.runtime import run_bots
     from config.settings import get_settings
     from dashboard.server import serve_dashboard
     from data.bus import make_bus
+    from data.ops.runtime import start_operations
+    from data.ops.watch import watch_alerts
     from data.service import resolve_market_source, run_market_data
+    from database.engine import make_engine, make_session_factory
     from database.migrate import upgrade
 
     log = logging.getLogger("platform")
     settings = get_settings()
+    if settings.bots_dir.is_dir():  # a bad bot file stops everything before anything starts
+        load_bot_folder(settings.bots_dir)
+        load_portfolio(settings.bots_dir)
     upgrade(settings.effective_database_url)
+    ops_engine = make_engine(settings.effective_database_url)
+    operations = start_operations(settings, make_session_factory(ops_engine), "platform")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -81,6 +90,7 @@ async def _platform() -> int:
                                             rest_url=source.rest_url), name="collector"),
         asyncio.create_task(run_bots(settings, bus, stop), name="bots"),
         asyncio.create_task(serve_dashboard(settings, bus, stop), name="dashboard"),
+        asyncio.create_task(watch_alerts(bus, operations.notifier, stop), name="alerts"),
     }
     print(f"TCP Dashboard running: http://{settings.dashboard_host}:{settings.dashboard_port} "
           f"(market source: {source.kind}); Ctrl-C to stop", flush=True)
@@ -97,7 +107,9 @@ async def _platform() -> int:
     finally:
         await source.close()
         await bus.close()
-    log.info("platform stopped")
+        log.info("platform stopped")
+        operations.close()
+        ops_engine.dispose()
     return failed
 
 
@@ -115,6 +127,17 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from sqlalchemy.exc import OperationalError
+
+        if not isinstance(exc, OperationalError):
+            raise
+        from config.settings import mask_url
+
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc).splitlines()[0]
+        url = mask_url(get_settings().effective_database_url)
+        print(f"error: DATABASE_URL: cannot use the database at {url}: {reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

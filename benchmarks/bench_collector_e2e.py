@@ -51,7 +51,8 @@ class Database:
 
 def env(database_url: str, data_dir: str) -> dict[str, str]:
     values = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "SYMBOLS")}
-    values.update(DATABASE_URL=database_url, TCP_DATA_DIR=data_dir, LOG_LEVEL="WARNING", MALLOC_ARENA_MAX="2")
+    values.update(DATABASE_URL=database_url, TCP_DATA_DIR=data_dir, LOG_LEVEL="WARNING",
+                  TRADE_RETENTION_DAYS="3650")  # the tapes are old: keep their raw trades
     return values
 
 

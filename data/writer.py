@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from config.domain import Candle
+from config.domain import Candle, ms_to_datetime
 from data.okx.frames import WireTrade
 from database.engine import make_session_factory, session_scope
 from database.repositories.market import (
@@ -112,6 +112,7 @@ class StorageWriter:
         self._trade_failures = 0
         self._candle_lock = asyncio.Lock()
         self._trade_lock = asyncio.Lock()
+        self._newest_trade_ms = 0
 
     # ------------------------------------------------------------------ producers (event loop)
 
@@ -192,7 +193,7 @@ class StorageWriter:
         await self.flush(self.final_flush_timeout)
 
     async def _trade_loop(self, stop: asyncio.Event) -> None:
-        last_prune = 0.0
+        last_prune = time.monotonic()  # first prune after an hour, when the newest trade time is known
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), self.flush_interval)
@@ -311,17 +312,21 @@ class StorageWriter:
         rows = [(exchange, symbol, t.tradeId, t.ts, t.px, t.sz, t.side.value)
                 for symbol, trades in batch for t in trades]
         self._run("trades", lambda conn: insert_trade_rows(conn, rows))
+        self._newest_trade_ms = max(self._newest_trade_ms, max((r[3] for r in rows), default=0))
 
     async def _prune(self) -> None:
         days = self.trade_retention_days
         assert days is not None
+
+        # Retention counts back from the newest trade written (= now when live; the replayed time in a replay).
+        newest = ms_to_datetime(self._newest_trade_ms) if self._newest_trade_ms else datetime.now(UTC)
 
         def prune() -> int:
             with self._engine.connect() as probe:  # its own transaction: the probe may fail harmlessly
                 if uses_timescale(probe):
                     return 0  # TimescaleDB's retention policy owns it
             with session_scope(self._factory) as session:
-                return prune_trades(session, retention_cutoff(datetime.now(UTC), days))
+                return prune_trades(session, retention_cutoff(min(newest, datetime.now(UTC)), days))
 
         try:
             self.stats.pruned_trades += await asyncio.get_running_loop().run_in_executor(self._threads["trades"], prune)
