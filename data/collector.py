@@ -45,7 +45,7 @@ class CollectorConfig:
     tick_s: float = 0.25
     flush_interval_s: float = 0.2
     health_interval_s: float = 5.0
-    ping_after_s: float = 20.0
+    ping_after_s: float = 5.0  # silence before a ping: also how soon a quiet market's minute can close
     pong_timeout_s: float = 10.0
     initial_lookback_ms: int = INITIAL_LOOKBACK_MS
     repair_ready_delay_s: float = 1.0
@@ -167,7 +167,7 @@ class Collector:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.tick_s)
-            updates = self.engine.on_clock(now_ms())
+            updates = self.engine.on_clock(now_ms(), alive_ms=self.stream.stats.last_frame_ms)
             if updates:
                 self.publisher.updates(updates)
             if self.engine.has_output:

@@ -191,10 +191,17 @@ class CandleEngine:
                 if b.start <= m.open_time_ms:
                     b.append(m)
 
-    def on_clock(self, now_ms: int, updates: bool = True) -> list[Candle]:
-        """Close what the estimated exchange time has passed; return forming candles of changed symbols."""
+    def on_clock(self, now_ms: int, updates: bool = True, alive_ms: int | None = None) -> list[Candle]:
+        """Close what the estimated exchange time has passed; return forming candles of changed symbols.
+
+        ``alive_ms`` is when the connection last proved alive (any frame, a ``pong`` included): time is
+        only counted up to then, so a socket that went silent without closing does not close the minute
+        it went silent in (the reconnect repairs it from REST instead).
+        """
         out: list[Candle] = []
         grace = self.grace_ms
+        if alive_ms is not None:
+            now_ms = min(now_ms, alive_ms)
         for book in self._books.values():
             if book.watermark_recv and book.connected and not book.resync:
                 est = book.watermark + max(0, now_ms - book.watermark_recv)
@@ -328,29 +335,40 @@ class CandleEngine:
             book.max_id = tid
 
     def _late_trade(self, book: _Book, tid: int, ts: int, px: float, sz: float, is_buy: bool) -> None:
+        """A trade for a closed minute: it revises that minute if it is the one that ended less than the
+        grace before the newest trade time (creating it if it had no trade yet); otherwise it is dropped."""
+        minute = ts - ts % MINUTE_MS
         prev = book.prev
-        if prev is None or not prev.start <= ts < prev.start + MINUTE_MS:
-            book.stats.late_dropped += 1
-            return
-        if prev.has(tid):
+        if prev is not None and prev.start == minute and prev.has(tid):
             book.stats.duplicates += 1
             return
-        if book.watermark >= prev.start + MINUTE_MS + self.grace_ms:
+        newest_minute = book.watermark - book.watermark % MINUTE_MS
+        cur = book.cur
+        if (book.pending is not None or minute != newest_minute - MINUTE_MS
+                or book.watermark >= newest_minute + self.grace_ms or (cur is not None and minute >= cur.start)):
             book.stats.late_dropped += 1
             return
-        before = prev.candle(self.exchange, book.symbol)
-        prev.add(tid, px, sz, is_buy)
         book.stats.late_revisions += 1
+        if prev is not None and prev.start == minute:
+            before: Candle | None = prev.candle(self.exchange, book.symbol)
+            prev.add(tid, px, sz, is_buy)
+        else:  # the minute had no trade until now: it becomes a closed minute of its own
+            before = None
+            prev = book.prev = MinuteBar(minute, tid, px, sz, is_buy)
         revised = prev.candle(self.exchange, book.symbol)
         self._emit(revised)
         for tf in self.higher:
             bucket = book.buckets[tf]
-            if bucket.start <= prev.start < bucket.end:
-                bucket.revise_last(before, revised)
-                continue
             closed = book.closed_buckets.get(tf)
-            if closed is not None and closed.start <= prev.start < closed.end:
-                closed.revise_last(before, revised)
+            if not bucket.start <= minute < bucket.end:
+                if closed is None or not closed.start <= minute < closed.end:
+                    closed = book.closed_buckets[tf] = RollingBucket(tf, tf.floor(minute))  # it had no minute
+                bucket = closed
+            if before is None:
+                bucket.append(revised)
+            else:
+                bucket.revise_last(before, revised)
+            if bucket is closed:
                 candle = closed.candle(self.exchange, book.symbol)
                 if candle is not None:
                     self._emit(candle)

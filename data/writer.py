@@ -1,10 +1,10 @@
 """Storage writer: batched, idempotent writes of closed candles and raw trades (I/O shell).
 
 Candles and trades have separate loops (and database connections), so a large trade batch never
-delays a closed candle. Closed candles are written first and published after the commit (so a
-consumer never sees a candle on the bus that the database cannot return yet); while the database
-is down they are published at once and kept for retry. Both buffers are bounded (oldest dropped
-first, counted); everything the buffers hold is retried until written.
+delays a closed candle. A closed candle is published only after its commit, always: a consumer never
+sees a candle on the bus that the database cannot return (while the database is down, closed candles
+wait with it; forming candles still flow). Both buffers are bounded (oldest dropped first, counted);
+everything the buffers hold is retried until written.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class StorageWriter:
         self.on_stored = on_stored
         self.on_event = on_event
         self.stats = WriterStats()
-        self._candles: deque[tuple[Candle, bool, float]] = deque()  # (candle, already published, queued at)
+        self._candles: deque[tuple[Candle, float]] = deque()  # (candle, queued at)
         self._trades: deque[tuple[str, Sequence[WireTrade]]] = deque()
         self._trade_count = 0
         self._candle_ready = asyncio.Event()
@@ -118,7 +118,7 @@ class StorageWriter:
 
     def add_candles(self, candles: Sequence[Candle]) -> None:
         now = time.monotonic()
-        self._candles.extend((c, False, now) for c in candles)
+        self._candles.extend((c, now) for c in candles)
         while len(self._candles) > self.max_candles:
             self._candles.popleft()
             self.stats.candles_dropped += 1
@@ -148,7 +148,7 @@ class StorageWriter:
         """Age of the oldest candle not yet written."""
         if not self._candles:
             return 0
-        return int((time.monotonic() - self._candles[0][2]) * 1000)
+        return int((time.monotonic() - self._candles[0][1]) * 1000)
 
     # ------------------------------------------------------------------ loops
 
@@ -224,17 +224,12 @@ class StorageWriter:
 
     async def _write_candles_locked(self) -> bool:
         batch = list(self._candles)
-        candles = [c for c, _, _ in batch]
+        candles = [c for c, _ in batch]
         try:
             await asyncio.get_running_loop().run_in_executor(self._threads["candles"], self._upsert, candles)
         except DB_ERRORS as exc:
             self._candle_failures += 1
             self._failed(exc)
-            unpublished = [c for c, published, _ in batch if not published]
-            if unpublished and self.on_stored is not None:
-                self.on_stored(unpublished)  # consumers get live data during the outage
-                sent = {id(entry) for entry in batch}
-                self._candles = deque((e[0], True, e[2]) if id(e) in sent else e for e in self._candles)
             return False
         for entry in batch:
             if self._candles and self._candles[0] is entry:
@@ -242,9 +237,8 @@ class StorageWriter:
         self._candle_failures = 0
         self.stats.candles_written += len(candles)
         self._succeeded()
-        fresh = [c for c, published, _ in batch if not published]
-        if fresh and self.on_stored is not None:
-            self.on_stored(fresh)
+        if self.on_stored is not None:
+            self.on_stored(candles)
         return True
 
     def _transaction(self, kind: str) -> Connection:

@@ -3,8 +3,9 @@
 Subscribes in batched requests, tracks per-symbol acks and ``error`` events (a rejected instId is
 logged with OKX's code and message and leaves the others running), keeps the connection alive with
 the text ``ping``/``pong`` OKX expects before its 30 s idle cut, and reconnects with exponential
-back-off and full jitter, re-subscribing everything. Malformed frames are counted per kind, logged
-once per kind and skipped. Trades are handed over undecoded into domain values (see
+back-off and full jitter, re-subscribing everything. A subscription left unanswered is sent again
+after ``ack_timeout``; a refused one is retried with back-off (2 s doubling to 60 s). Malformed frames
+are counted per kind, logged once per kind and skipped. Trades are handed over undecoded into domain values (see
 :mod:`data.okx.frames`): ``on_trades(symbol, wire_trades, received_ms)``.
 """
 
@@ -73,6 +74,7 @@ class OkxTradeStream:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         stable_after: float = 10.0,
+        ack_timeout: float = 5.0,
         rng: random.Random | None = None,
     ) -> None:
         if not symbols:
@@ -88,6 +90,11 @@ class OkxTradeStream:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.stable_after = stable_after
+        self.ack_timeout = ack_timeout
+        self._sent_at: dict[str, float] = {}
+        self._retry_at: dict[str, float] = {}
+        self._retry_delay: dict[str, float] = {}
+        self._request_id = 0
         self._rng = rng or random.Random()
         self.state: dict[str, StreamState] = {s: StreamState.DISCONNECTED for s in self.symbols}
         self.stats = ClientStats()
@@ -134,21 +141,38 @@ class OkxTradeStream:
             self.stats.connects += 1
             self.stats.connected = True
             self._last_rx = time.monotonic()
-            await self._subscribe(ws)
-            keepalive = asyncio.create_task(self._keepalive(ws), name="okx keepalive")
-            stopper = asyncio.create_task(self._close_on(stop, ws), name="okx stop")
+            await self._subscribe(ws, self.symbols)
+            helpers = [asyncio.create_task(self._keepalive(ws), name="okx keepalive"),
+                       asyncio.create_task(self._resubscribe(ws), name="okx resubscribe"),
+                       asyncio.create_task(self._close_on(stop, ws), name="okx stop")]
             try:
                 await self._receive(ws)
             finally:
-                keepalive.cancel()
-                stopper.cancel()
+                for task in helpers:
+                    task.cancel()
 
-    async def _subscribe(self, ws: ClientConnection) -> None:
-        args = [{"channel": "trades", "instId": s} for s in self.symbols]
-        for n, i in enumerate(range(0, len(args), SUBSCRIBE_BATCH)):
-            await ws.send(json.dumps({"id": f"sub{n}", "op": "subscribe", "args": args[i:i + SUBSCRIBE_BATCH]}))
-        for s in self.symbols:
+    async def _subscribe(self, ws: ClientConnection, symbols: Sequence[str]) -> None:
+        args = [{"channel": "trades", "instId": s} for s in symbols]
+        now = time.monotonic()
+        for s in symbols:
             self.state[s] = StreamState.SUBSCRIBING
+            self._sent_at[s] = now
+        for i in range(0, len(args), SUBSCRIBE_BATCH):
+            self._request_id += 1
+            await ws.send(json.dumps({"id": f"sub{self._request_id}", "op": "subscribe",
+                                      "args": args[i:i + SUBSCRIBE_BATCH]}))
+
+    async def _resubscribe(self, ws: ClientConnection) -> None:
+        """Send again what was never answered (after ``ack_timeout``) and, with back-off, what was refused."""
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            due = [s for s, st in self.state.items()
+                   if (st is StreamState.SUBSCRIBING and now - self._sent_at.get(s, now) >= self.ack_timeout)
+                   or (st is StreamState.REJECTED and now >= self._retry_at.get(s, now))]
+            if due:
+                log.info("okx ws: subscribing again", extra={"symbols": ",".join(due)})
+                await self._subscribe(ws, due)
 
     async def _close_on(self, stop: asyncio.Event, ws: ClientConnection) -> None:
         await stop.wait()
@@ -218,6 +242,7 @@ class OkxTradeStream:
         if event == "subscribe" and symbol in self.state:
             if self.state[symbol] is not StreamState.SUBSCRIBED:  # OKX re-acks duplicates; count once
                 self.state[symbol] = StreamState.SUBSCRIBED
+                self._retry_delay.pop(symbol, None)
                 if self.on_subscribed is not None:
                     self.on_subscribed(symbol)
         elif event == "error":
@@ -225,6 +250,9 @@ class OkxTradeStream:
             failed = error_symbol(msg, self.symbols)
             if failed is not None:
                 self.state[failed] = StreamState.REJECTED
+                delay = min(60.0, max(2.0, 2 * self._retry_delay.get(failed, 0.0)))
+                self._retry_delay[failed] = delay
+                self._retry_at[failed] = time.monotonic() + delay
             self.stats.errors.append({"code": code, "msg": msg[:300], "symbol": failed or ""})
             del self.stats.errors[:-20]
             log.warning("okx ws: error event", extra={"code": code, "error": msg[:300], "symbol": failed})

@@ -178,3 +178,16 @@ def _wire(t: Trade):  # type: ignore[no-untyped-def]
     from data.okx.frames import WireTrade
 
     return WireTrade(tradeId=t.trade_id, px=t.price, sz=t.size, side=t.side, ts=t.ts_ms)
+
+
+def test_a_late_trade_for_a_minute_that_had_none_creates_it_and_its_higher_buckets() -> None:
+    engine = CandleEngine([SYMBOL], (Timeframe.M1, Timeframe.M5, Timeframe.H1), grace_ms=2_000)
+    engine.on_trade(trade(1, T0 + 10 * M + 1_000, price=10.0))  # 00:10
+    engine.on_trade(trade(3, T0 + 60 * M + 500, price=11.0))  # 01:00:00.5 closes 00:10, 5m@10 and 1h@0
+    first = closed(engine)
+    engine.on_trade(trade(2, T0 + 59 * M + 59_000, price=12.0))  # 00:59:59 arrives 1.5 s late
+    late = closed(engine)
+    assert [(c.timeframe, c.open_time_ms) for c in first] == [
+        (Timeframe.M1, T0 + 10 * M), (Timeframe.M5, T0 + 10 * M), (Timeframe.H1, T0)]
+    assert [(c.timeframe, c.open_time_ms, c.close, c.trade_count) for c in late] == [
+        (Timeframe.M1, T0 + 59 * M, 12.0, 1), (Timeframe.M5, T0 + 55 * M, 12.0, 1), (Timeframe.H1, T0, 12.0, 2)]

@@ -136,9 +136,8 @@ class PlatformRun:
         """The oldest ``last_candle_time`` of the bots (epoch ms), None before every bot processed one."""
         with session_scope(self.sessions) as session:
             times = session.scalars(select(Bot.last_candle_time)).all()
-        if len(times) < len(BOTS) or any(t is None for t in times):
-            return None
-        return min(datetime_to_ms(t) for t in times)
+        known = [datetime_to_ms(t) for t in times if t is not None]
+        return min(known) if len(known) == len(BOTS) else None
 
     def wait_processed(self, candle_ms: int, timeout: float) -> None:
         wait_until(lambda: (self.processed() or 0) >= candle_ms, timeout,
@@ -201,3 +200,16 @@ def assert_candles_are_the_tapes(run: PlatformRun, end_ms: int) -> None:
         expected = expected_candles(tape, tf)
         expected = expected[(expected.index >= start) & (expected.index < end)]
         assert_candles_match(stored, expected, counts=False)
+
+
+def assert_same_bot_state(expected: dict[str, list[tuple[Any, ...]]], got: dict[str, list[tuple[Any, ...]]]) -> None:
+    """Table by table; a failure names the candles a bot never processed and the first differing row."""
+    processed = {(bot, ts) for bot, ts, *_ in got["equity"]}
+    skipped = sorted(f"{bot} {ts:%H:%M}" for bot, ts, *_ in expected["equity"] if (bot, ts) not in processed)
+    assert not skipped, f"candles the bots never processed: {skipped[:10]}"
+    for table, rows in expected.items():
+        if got[table] != rows:
+            first = next((i for i, (a, b) in enumerate(zip(rows, got[table], strict=False)) if a != b),
+                         min(len(rows), len(got[table])))
+            raise AssertionError(f"{table} differ from row {first} ({len(rows)} expected, {len(got[table])} stored):\n"
+                                 f"expected {rows[first:first + 2]}\nstored   {got[table][first:first + 2]}")

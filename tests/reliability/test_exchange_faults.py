@@ -12,16 +12,16 @@ from tests.data.builders import DAY_TAPE, load
 from tests.reliability.collector import MINUTE, CollectorRun
 from tests.reliability.harness import SYMBOL, LoopThread, market, wait_until
 
-SPEED = 300  # five market minutes per second
+SPEED = 600  # ten market minutes per second
 
 
-def started_run(loop_thread: LoopThread) -> tuple[CollectorRun, int]:
-    """A collector on the replayed market, 20 stored minutes into its live part; (run, tape's first minute)."""
+def started_run(loop_thread: LoopThread) -> CollectorRun:
+    """A collector on the replayed market with 20 minutes stored."""
     tape = market().tape
     first = tape.first_ts - tape.first_ts % MINUTE
     run = CollectorRun(loop_thread, tape, speed=SPEED, history_ms=10 * MINUTE)
-    wait_until(lambda: run.latest_minute() >= first + 30 * MINUTE, 60, "30 stored minutes", run.failed)
-    return run, first
+    wait_until(lambda: run.latest_minute() >= first + 20 * MINUTE, 60, "20 stored minutes", run.failed)
+    return run
 
 
 def finish(run: CollectorRun, until_ms: int) -> None:
@@ -31,10 +31,10 @@ def finish(run: CollectorRun, until_ms: int) -> None:
 
 def test_an_abrupt_close_is_followed_by_a_reconnect_and_a_rest_backfill_to_the_uninterrupted_candles(
         loop_thread: LoopThread) -> None:
-    run, first = started_run(loop_thread)
+    run = started_run(loop_thread)
     try:
         assert loop_thread.run(run.server.drop_connections()) == 1  # TCP abort, no close frame
-        finish(run, first + 90 * MINUTE)
+        finish(run, run.latest_minute() + 30 * MINUTE)
         stats = run.collector.stream.stats
         assert stats.reconnects >= 1 and stats.connects >= 2
         assert run.collector.backfiller.stats[SYMBOL].repairs_done >= 2  # the initial one and the gap's
@@ -53,11 +53,11 @@ def test_garbage_frames_are_counted_and_skipped_without_a_reconnect_or_a_wrong_c
         '{"arg":{"channel":"books","instId":"BTC-USDT"},"data":[{"asks":[]}]}',
         '{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"tradeId":"97"',
     ]
-    run, first = started_run(loop_thread)
+    run = started_run(loop_thread)
     try:
         for frame in garbage:
             loop_thread.run(run.server.send_raw(frame))
-        finish(run, first + 60 * MINUTE)
+        finish(run, run.latest_minute() + 20 * MINUTE)
         stats = run.collector.stream.stats
         assert sum(stats.malformed.values()) == len(garbage), stats.malformed
         assert stats.reconnects == 0
@@ -66,42 +66,69 @@ def test_garbage_frames_are_counted_and_skipped_without_a_reconnect_or_a_wrong_c
 
 
 def test_a_silent_stall_without_pong_is_detected_and_the_gap_backfilled(loop_thread: LoopThread) -> None:
-    run, first = started_run(loop_thread)
+    run = started_run(loop_thread)
     try:
-        loop_thread.call(lambda: run.server.stall(4.0))  # the market goes on, nothing is sent, pings unanswered
-        wait_until(lambda: run.collector.stream.stats.reconnects >= 1, 15, "the pong timeout to reconnect",
-                   run.failed)
-        finish(run, first + 120 * MINUTE)
+        loop_thread.call(lambda: run.server.stall(60.0))  # the market goes on; nothing is sent, pings unanswered
+        recover_from_stall(loop_thread, run)
+        finish(run, run.latest_minute() + 30 * MINUTE)
     finally:
         run.close()
 
 
+def end_stall_after_the_reconnect_subscribed(loop_thread: LoopThread, run: CollectorRun) -> None:
+    """Wait for the pong timeout's reconnect and its subscribe request (which the stalled server ignores),
+    then end the stall."""
+    wait_until(lambda: run.collector.stream.stats.reconnects >= 1
+               and run.collector.stream.state[SYMBOL] is StreamState.SUBSCRIBING, 20,
+               "the pong timeout's reconnect to send its subscription", run.failed)
+    loop_thread.call(lambda: run.server.stall(0))
+
+
+def recover_from_stall(loop_thread: LoopThread, run: CollectorRun) -> None:
+    """End a stall once the client noticed it, and drop the connection whose subscription the stalled
+    server swallowed (an unanswered subscription is its own fault, tested below)."""
+    end_stall_after_the_reconnect_subscribed(loop_thread, run)
+    loop_thread.run(run.server.drop_connections())
+
+
 def test_a_stall_in_the_last_seconds_of_a_minute_does_not_leave_that_minute_short(
         loop_thread: LoopThread) -> None:
-    """At near-live speed the engine's clock runs while the client still waits for its pong: the minute in
-    which the socket went silent must still be completed from REST, not closed with the trades seen so far."""
+    """Near live speed the engine's clock keeps running while the client still waits for its pong: the
+    minute in which the socket went silent must be completed from REST, not closed with what was seen."""
     tape = load(DAY_TAPE)  # 19 904 real trades, about 30 a second
     first = tape.first_ts - tape.first_ts % MINUTE
-    boundary = first + 3 * MINUTE  # a minute end ~2.3 minutes into the tape
-    speed = 6.0
-    # The market opens 40 s (market time) before the minute before the boundary ends; ping after 4 s of
-    # silence and give up 2 s later: 6 s to notice, against the 2 s grace after which the clock closes minutes.
-    run = CollectorRun(loop_thread, tape, speed=speed, history_ms=boundary - MINUTE - 40_000 - tape.first_ts,
+    boundary = first + 3 * MINUTE
+    # Speed 12; the market opens 10 s (market time) before the minute ahead of the boundary. Ping after
+    # 4 s of silence, give up 2 s later: 6 s to notice, against the 2 s grace after which the clock closes a
+    # minute (the defaults are 20 s + 10 s).
+    run = CollectorRun(loop_thread, tape, speed=12.0, history_ms=boundary - MINUTE - 10_000 - tape.first_ts,
                        ping_after_s=4.0, pong_timeout_s=2.0)
     try:
         wait_until(lambda: loop_thread.call(lambda: run.server.market_ms(SYMBOL)) >= boundary - 2_500, 30,
                    "the market to reach 2.5 s before the minute's end", run.failed, interval=0.01)
-        loop_thread.call(lambda: run.server.stall(8.0))
+        loop_thread.call(lambda: run.server.stall(60.0))
         stalled_at = loop_thread.call(lambda: run.server.market_ms(SYMBOL))
-        assert boundary - 2_500 <= stalled_at < boundary - 500, "the stall began where the test wanted it"
-        wait_until(lambda: run.collector.stream.stats.reconnects >= 1, 20, "the pong timeout", run.failed)
-        finish(run, boundary + 3 * MINUTE)
+        assert boundary - 2_500 <= stalled_at < boundary - 1_000, "the stall began where the test wanted it"
+        recover_from_stall(loop_thread, run)
+        finish(run, boundary + MINUTE)
+    finally:
+        run.close()
+
+
+def test_a_subscription_the_exchange_never_answers_is_sent_again(loop_thread: LoopThread) -> None:
+    run = started_run(loop_thread)
+    try:
+        loop_thread.call(lambda: run.server.stall(60.0))
+        end_stall_after_the_reconnect_subscribed(loop_thread, run)
+        wait_until(lambda: run.collector.stream.state[SYMBOL] is StreamState.SUBSCRIBED, 15,
+                   "the unanswered subscription to be sent again and acknowledged", run.failed)
+        finish(run, run.latest_minute() + 20 * MINUTE)
     finally:
         run.close()
 
 
 def test_refused_subscriptions_are_retried_until_the_exchange_accepts_them_again(loop_thread: LoopThread) -> None:
-    run, first = started_run(loop_thread)
+    run = started_run(loop_thread)
     try:
         loop_thread.call(lambda: setattr(run.server, "refuse_subscriptions", True))
         loop_thread.run(run.server.drop_connections())
@@ -109,7 +136,7 @@ def test_refused_subscriptions_are_retried_until_the_exchange_accepts_them_again
                    "the re-subscription to be refused", run.failed)
         time.sleep(2.0)
         loop_thread.call(lambda: setattr(run.server, "refuse_subscriptions", False))
-        wait_until(lambda: run.collector.stream.state[SYMBOL] is StreamState.SUBSCRIBED, 20,
+        wait_until(lambda: run.collector.stream.state[SYMBOL] is StreamState.SUBSCRIBED, 15,
                    "the refused subscription to be retried and accepted", run.failed)
         finish(run, run.latest_minute() + 30 * MINUTE)
     finally:

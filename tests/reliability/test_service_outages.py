@@ -12,16 +12,21 @@ from typing import Any
 import redis
 from sqlalchemy import select
 
+from config.domain import Timeframe
+from data import messages
 from database.engine import session_scope
 from database.models import SystemEvent
 from database.repositories.market import latest_candle_time_ms
-from config.domain import Timeframe
-from data import messages
-from tests.conftest import REDIS_URL
+from tests.conftest import PG_ADMIN_URL, REDIS_URL
 from tests.data.proxy import CuttableProxy
 from tests.reliability.conftest import END_MINUTE, Reference
 from tests.reliability.harness import SYMBOL, LoopThread, RedisProcess, wait_until
-from tests.reliability.platform import SIGTERM_BOUND_S, PlatformRun, assert_candles_are_the_tapes
+from tests.reliability.platform import (
+    SIGTERM_BOUND_S,
+    PlatformRun,
+    assert_candles_are_the_tapes,
+    assert_same_bot_state,
+)
 
 PG_OUTAGE_S = 20.0
 
@@ -60,9 +65,6 @@ def latest_minute(run: PlatformRun) -> int:
 def test_postgresql_down_for_20_s_mid_replay_loses_no_candle_shows_in_health_and_bots_end_unchanged(
         tmp_path: Path, loop_thread: LoopThread, reference: Reference) -> None:
     market = reference.market
-    host_port = reference_pg = None  # noqa: F841 - documented below
-    from tests.conftest import PG_ADMIN_URL
-
     netloc = PG_ADMIN_URL.split("@", 1)[1].split("/", 1)[0]
     host, port = netloc.rsplit(":", 1)
     with CuttableProxy(host, int(port)) as proxy:
@@ -99,8 +101,7 @@ def test_postgresql_down_for_20_s_mid_replay_loses_no_candle_shows_in_health_and
         finally:
             listener.close()
             run.close()
-    for table, rows in reference.state.items():
-        assert state[table] == rows, table
+    assert_same_bot_state(reference.state, state)
 
 
 def test_a_redis_restart_mid_replay_is_survived_by_publishers_subscribers_and_bots_without_duplicate_fills(
@@ -108,7 +109,7 @@ def test_a_redis_restart_mid_replay_is_survived_by_publishers_subscribers_and_bo
     market = reference.market
     server = RedisProcess(tmp_path)
     server.start()
-    run = PlatformRun(tmp_path, "redis_restart", market, loop_thread, speed=600, redis_url=server.url)
+    run = PlatformRun(tmp_path, "redis_restart", market, loop_thread, speed=1200, redis_url=server.url)
     try:
         run.start()
         run.wait_processed(market.minute(40), 60)
@@ -121,9 +122,11 @@ def test_a_redis_restart_mid_replay_is_survived_by_publishers_subscribers_and_bo
         client = redis.Redis(port=server.port)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         pubsub.psubscribe(f"{run.prefix}candles.okx.{SYMBOL}.1m")
-        got: list[Any] = []
-        wait_until(lambda: got.append(pubsub.get_message(timeout=0.2)) or any(got), 20,
-                   "a closed candle published on the restarted Redis", run.death)
+
+        def candle_received() -> bool:
+            message = pubsub.get_message(timeout=0.2)
+            return message is not None and message["type"] == "pmessage"
+        wait_until(candle_received, 20, "a closed candle published on the restarted Redis", run.death)
         pubsub.close()
         client.close()
         # Subscribers reconnect: the bots only move on candles that reach them over the bus.
@@ -138,5 +141,4 @@ def test_a_redis_restart_mid_replay_is_survived_by_publishers_subscribers_and_bo
     finally:
         run.close()
         server.close()
-    for table, rows in reference.state.items():
-        assert state[table] == rows, table
+    assert_same_bot_state(reference.state, state)
