@@ -60,6 +60,8 @@ async def _platform() -> int:
 
     from bot_manager.config import load_bot_folder, load_portfolio
     from bot_manager.runtime import run_bots
+    from bot_manager.signal_engine import SignalEngineService
+    from bot_manager.watchers import build_signal_engine, load_watchers
     from config.settings import get_settings
     from dashboard.server import serve_dashboard
     from data.bus import make_bus
@@ -71,9 +73,11 @@ async def _platform() -> int:
 
     log = logging.getLogger("platform")
     settings = get_settings()
+    watchers = []
     if settings.bots_dir.is_dir():  # a bad bot file stops everything before anything starts
         load_bot_folder(settings.bots_dir)
         load_portfolio(settings.bots_dir)
+        watchers = load_watchers(settings.bots_dir)
     upgrade(settings.effective_database_url)
     ops_engine = make_engine(settings.effective_database_url)
     operations = start_operations(settings, make_session_factory(ops_engine), "platform")
@@ -92,6 +96,9 @@ async def _platform() -> int:
         asyncio.create_task(serve_dashboard(settings, bus, stop), name="dashboard"),
         asyncio.create_task(watch_alerts(bus, operations.notifier, stop), name="alerts"),
     }
+    if watchers:
+        signal_service = SignalEngineService(build_signal_engine(watchers), make_session_factory(ops_engine))
+        tasks.add(asyncio.create_task(signal_service.run(bus, stop), name="signal-engine"))
     print(f"TCP Dashboard running: http://{settings.dashboard_host}:{settings.dashboard_port} "
           f"(market source: {source.kind}); Ctrl-C to stop", flush=True)
     failed = 0

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sqlalchemy.exc import OperationalError
+
 from config.errors import ConfigurationError
 from config.logging_setup import setup_logging
 from config.settings import get_settings
@@ -22,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OperationalError as exc:  # the database is not there: one line, like main.py
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        print(f"error: DATABASE_URL: cannot use the database: {reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

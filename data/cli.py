@@ -6,10 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import signal
-import sys
 from datetime import UTC, datetime
 
 from config.domain import Timeframe, datetime_to_ms
+from config.errors import ConfigurationError
 from config.settings import get_settings
 
 
@@ -72,13 +72,27 @@ def _run_until_signal(main: object) -> int:
     return asyncio.run(runner())
 
 
+def _url(value: str | None, option: str, schemes: tuple[str, ...]) -> str | None:
+    if value is not None and not value.startswith(schemes):
+        raise ConfigurationError(f"expected a {' or '.join(s + '//' for s in schemes)} URL, got {value!r}",
+                                 source=option)
+    return value
+
+
 def _collect(args: argparse.Namespace) -> int:
     from data.bus import make_bus
     from data.service import resolve_market_source, run_market_data
     from database.migrate import upgrade
 
     settings = get_settings()
-    symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip()) if args.symbols else settings.symbols
+    symbols = settings.symbols
+    if args.symbols is not None:
+        symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
+        if not symbols:
+            raise ConfigurationError(f"expected comma-separated instIds such as BTC-USDT,ETH-USDT, got "
+                                     f"{args.symbols!r}", source="--symbols")
+    _url(args.okx_ws_url, "--okx-ws-url", ("ws:", "wss:"))
+    _url(args.okx_rest_url, "--okx-rest-url", ("http:", "https:"))
     if args.no_trades:
         settings = settings.model_copy(update={"store_raw_trades": False})
     upgrade(settings.effective_database_url)
@@ -101,8 +115,12 @@ def _collect(args: argparse.Namespace) -> int:
     return _run_until_signal(main)
 
 
-def _parse_time(text: str) -> int:
-    value = datetime.fromisoformat(text)
+def _parse_time(text: str, option: str) -> int:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigurationError(f"expected an ISO date or time in UTC (2026-01-01 or 2026-01-01T12:00), got "
+                                 f"{text!r}", source=option) from None
     return datetime_to_ms(value if value.tzinfo else value.replace(tzinfo=UTC))
 
 
@@ -113,11 +131,11 @@ def _backfill(args: argparse.Namespace) -> int:
     from database.migrate import upgrade
 
     settings = get_settings()
-    start = _parse_time(args.start)
-    end = _parse_time(args.end) if args.end else datetime_to_ms(datetime.now(UTC))
+    start = _parse_time(args.start, "--start")
+    end = _parse_time(args.end, "--end") if args.end else datetime_to_ms(datetime.now(UTC))
     if end <= start:
-        print(f"error: --end ({args.end}) must be after --start ({args.start})", file=sys.stderr)
-        return 2
+        raise ConfigurationError(f"must be after --start ({args.start}), got {args.end!r}", source="--end")
+    _url(args.okx_rest_url, "--okx-rest-url", ("http:", "https:"))
     upgrade(settings.effective_database_url)
 
     async def main() -> dict[Timeframe, int]:
@@ -139,11 +157,15 @@ def _replay(args: argparse.Namespace) -> int:
     from data.replay.tape import read_tape
     from data.service import demo_tapes
 
+    if args.speed < 0:
+        raise ConfigurationError(f"must be >= 0 (0 = as fast as the client reads), got {args.speed:g}",
+                                 source="--speed")
+    if not 0 <= args.port <= 65535:
+        raise ConfigurationError(f"must be a TCP port 0-65535, got {args.port}", source="--port")
     if args.tape:
         if len(args.symbol) != len(args.tape):
-            print(f"error: give one --symbol per --tape (got {len(args.tape)} tapes, {len(args.symbol)} symbols)",
-                  file=sys.stderr)
-            return 2
+            raise ConfigurationError(f"give one --symbol per --tape (got {len(args.tape)} tapes, "
+                                     f"{len(args.symbol)} symbols)", source="--symbol")
         tapes = {symbol: read_tape(path) for symbol, path in zip(args.symbol, args.tape, strict=True)}
     else:
         tapes = demo_tapes(args.symbol or get_settings().symbols)

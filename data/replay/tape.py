@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,40 +61,90 @@ class Tape:
 
 
 def read_tape(path: str | Path) -> Tape:
-    """Load a tape; raises :class:`ConfigurationError` naming the file when it is not a valid tape."""
+    """Load a tape; raises :class:`ConfigurationError` naming the file (and the row) when it is not one.
+
+    Rows are numbered like a spreadsheet: the header is row 1.
+    """
     path = Path(path)
+    source = str(path)
+    ids: list[int] = []
+    times: list[int] = []
+    prices: list[float] = []
+    sizes: list[float] = []
+    buys: list[bool] = []
+    seen: dict[int, int] = {}
     try:
-        frame = pd.read_csv(path, dtype={"side": str}, usecols=lambda c: c in TAPE_COLUMNS)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise ConfigurationError(f"cannot read tape: {exc}", source=str(path)) from None
-    missing = [c for c in TAPE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ConfigurationError(f"tape header lacks {missing}; expected columns {', '.join(TAPE_COLUMNS)}",
-                                 source=str(path))
-    if frame.empty:
-        raise ConfigurationError("tape has no trades", source=str(path))
-    sides = frame["side"].str.lower()
-    bad_side = ~sides.isin(("buy", "sell"))
-    if bad_side.any():
-        row = int(np.flatnonzero(bad_side.to_numpy())[0])
-        raise ConfigurationError(f"row {row + 2}: side {frame['side'].iloc[row]!r}; expected buy or sell",
-                                 source=str(path))
-    frame = frame.assign(side=sides).sort_values(["ts_ms", "trade_id"], kind="stable")
-    if frame["trade_id"].duplicated().any():
-        dup = int(frame.loc[frame["trade_id"].duplicated(), "trade_id"].iloc[0])
-        raise ConfigurationError(f"trade_id {dup} appears twice", source=str(path))
-    price = frame["price"].to_numpy(np.float64)
-    size = frame["size"].to_numpy(np.float64)
-    if not (np.isfinite(price).all() and (price > 0).all() and np.isfinite(size).all() and (size > 0).all()):
-        raise ConfigurationError("price and size must be positive finite numbers", source=str(path))
-    return Tape(
-        trade_id=frame["trade_id"].to_numpy(np.int64),
-        ts_ms=frame["ts_ms"].to_numpy(np.int64),
-        price=price,
-        size=size,
-        is_buy=(frame["side"] == "buy").to_numpy(),
-        source=str(path),
-    )
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if not header:
+                raise ConfigurationError(f"the tape is empty; expected a header with {', '.join(TAPE_COLUMNS)}",
+                                         source=source)
+            header = [h.strip() for h in header]
+            missing = [c for c in TAPE_COLUMNS if c not in header]
+            if missing:
+                raise ConfigurationError(f"the header {','.join(header)!r} lacks {', '.join(missing)}; expected "
+                                         f"the columns {', '.join(TAPE_COLUMNS)}", source=source)
+            at = [header.index(c) for c in TAPE_COLUMNS]
+            for row_number, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise ConfigurationError(f"row {row_number}: {len(row)} fields, the header has {len(header)}",
+                                             source=source)
+                trade_id, ts, price, size, side = (row[i].strip() for i in at)
+                value = _parse_row(row_number, trade_id, ts, price, size, side, source)
+                if value[0] in seen:
+                    raise ConfigurationError(f"row {row_number}: trade_id {value[0]} already on row "
+                                             f"{seen[value[0]]}; ids must be unique", source=source)
+                seen[value[0]] = row_number
+                ids.append(value[0])
+                times.append(value[1])
+                prices.append(value[2])
+                sizes.append(value[3])
+                buys.append(value[4])
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigurationError(f"cannot read the tape: {exc}", source=source) from None
+    if not ids:
+        raise ConfigurationError("the tape has no trades", source=source)
+    order = np.lexsort((np.array(ids), np.array(times)))
+    return Tape(trade_id=np.array(ids, dtype=np.int64)[order], ts_ms=np.array(times, dtype=np.int64)[order],
+                price=np.array(prices)[order], size=np.array(sizes)[order], is_buy=np.array(buys)[order],
+                source=source)
+
+
+def _parse_row(row: int, trade_id: str, ts: str, price: str, size: str, side: str,
+               source: str) -> tuple[int, int, float, float, bool]:
+    def fail(column: str, text: str, expected: str) -> ConfigurationError:
+        return ConfigurationError(f"row {row}: {column} {text!r} is not {expected}", source=source)
+
+    try:
+        tid = int(trade_id)
+    except ValueError:
+        raise fail("trade_id", trade_id, "an integer") from None
+    try:
+        ms = int(ts)
+    except ValueError:
+        raise fail("ts_ms", ts, "an integer (epoch milliseconds)") from None
+    try:
+        px = float(price)
+    except ValueError:
+        raise fail("price", price, "a number") from None
+    try:
+        sz = float(size)
+    except ValueError:
+        raise fail("size", size, "a number") from None
+    if not (math.isfinite(px) and px > 0):
+        raise fail("price", price, "a positive number")
+    if not (math.isfinite(sz) and sz > 0):
+        raise fail("size", size, "a positive number")
+    if ms < 0:
+        raise fail("ts_ms", ts, "a time after 1970")
+    lowered = side.lower()
+    if lowered not in ("buy", "sell"):
+        raise fail("side", side, "buy or sell")
+    return tid, ms, px, sz, lowered == "buy"
 
 
 def write_tape(path: str | Path, frame: pd.DataFrame) -> Path:
