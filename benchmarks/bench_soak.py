@@ -33,7 +33,7 @@ import psutil  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from database.engine import make_engine, make_session_factory, session_scope  # noqa: E402
-from database.models import CandleRow, Fill, TradeRow  # noqa: E402
+from database.models import Bot, CandleRow, Fill, TradeRow  # noqa: E402
 
 IMPORTS = ("import main, data.service, data.collector, bot_manager.runtime, dashboard.server, backtesting.service, "
            "strategies.registry")
@@ -70,14 +70,15 @@ def import_floor_mb() -> float:
         probe.wait(10)
 
 
-def counts(sessions: object) -> tuple[int, int, int, datetime | None]:
-    """(candles, trades, fills, newest 1m open time) stored so far."""
+def counts(sessions: object) -> tuple[int, int, int, datetime | None, datetime | None]:
+    """(candles, trades, fills, newest 1m open time, last candle of the running bot furthest behind)."""
     with session_scope(sessions) as s:  # type: ignore[arg-type]
         candles = s.scalar(select(func.count()).select_from(CandleRow)) or 0
         trades = s.scalar(select(func.count()).select_from(TradeRow)) or 0
         fills = s.scalar(select(func.count()).select_from(Fill)) or 0
         newest = s.scalar(select(func.max(CandleRow.open_time)).where(CandleRow.timeframe == "1m"))
-    return candles, trades, fills, newest
+        bots = s.scalar(select(func.min(Bot.last_candle_time)).where(Bot.status == "running"))
+    return candles, trades, fills, newest, bots
 
 
 def main() -> None:
@@ -107,7 +108,8 @@ def main() -> None:
     sessions = make_session_factory(engine)
     samples: list[tuple[float, float]] = []
     print(f"platform pid {platform.pid}, replay speed {args.speed:g}x, {args.minutes:g} min, log {log.name}")
-    print(f"{'minute':>6} {'RSS MB':>8} {'candles':>9} {'trades':>10} {'fills':>6}  market time reached")
+    print(f"{'minute':>6} {'RSS MB':>8} {'candles':>9} {'trades':>10} {'fills':>6}  {'market time reached':<17} "
+          "bots behind")
     try:
         deadline = started + args.minutes * 60
         next_sample = started + min(args.interval, 10.0)
@@ -123,13 +125,15 @@ def main() -> None:
             rss = rss_mb(process)
             samples.append((minute, rss))
             try:
-                candles, trades, fills, newest = counts(sessions)
+                candles, trades, fills, newest, bots = counts(sessions)
             except Exception as exc:  # noqa: BLE001 - the schema may not be migrated in the first seconds
                 candles = trades = fills = 0
-                newest = None
+                newest = bots = None
                 print(f"  (database not ready: {str(exc).splitlines()[0][:80]})")
             reached = newest.strftime("%Y-%m-%d %H:%M") if newest else "-"
-            print(f"{minute:6.1f} {rss:8.1f} {candles:9d} {trades:10d} {fills:6d}  {reached}", flush=True)
+            behind = f"{(newest - bots).total_seconds() / 60:.0f} min" if newest and bots else "-"
+            print(f"{minute:6.1f} {rss:8.1f} {candles:9d} {trades:10d} {fills:6d}  {reached:<17} {behind}",
+                  flush=True)
             if time.monotonic() >= deadline:
                 break
             next_sample += args.interval

@@ -357,6 +357,8 @@ class CandleEngine:
             prev = book.prev = MinuteBar(minute, tid, px, sz, is_buy)
         revised = prev.candle(self.exchange, book.symbol)
         self._emit(revised)
+        if not book.buckets:  # the very first minute of the stream arrived late
+            book.buckets = {tf: RollingBucket(tf, tf.floor(minute)) for tf in self.higher}
         for tf in self.higher:
             bucket = book.buckets[tf]
             closed = book.closed_buckets.get(tf)

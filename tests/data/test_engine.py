@@ -191,3 +191,13 @@ def test_a_late_trade_for_a_minute_that_had_none_creates_it_and_its_higher_bucke
         (Timeframe.M1, T0 + 10 * M), (Timeframe.M5, T0 + 10 * M), (Timeframe.H1, T0)]
     assert [(c.timeframe, c.open_time_ms, c.close, c.trade_count) for c in late] == [
         (Timeframe.M1, T0 + 59 * M, 12.0, 1), (Timeframe.M5, T0 + 55 * M, 12.0, 1), (Timeframe.H1, T0, 12.0, 2)]
+
+
+def test_the_first_minute_of_a_stream_may_arrive_late() -> None:
+    engine = CandleEngine([SYMBOL], (Timeframe.M1, Timeframe.M5))
+    engine.on_trade(trade(2, T0 + M + 500, price=11.0))
+    engine.on_trade(trade(1, T0 + 59_999, price=10.0))  # 1.5 ms of exchange time late
+    engine.on_clock(T0 + 10 * M)
+    out = closed(engine)
+    assert [(c.timeframe, c.open_time_ms, c.open, c.close, c.trade_count) for c in out] == [
+        (Timeframe.M1, T0, 10.0, 10.0, 1), (Timeframe.M1, T0 + M, 11.0, 11.0, 1), (Timeframe.M5, T0, 10.0, 11.0, 2)]
