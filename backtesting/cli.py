@@ -330,8 +330,16 @@ def _optimize(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from backtesting.jobs import Worker
     from config.settings import get_settings
+    from database.engine import make_engine
 
-    worker = Worker(get_settings().effective_database_url, max_jobs=args.jobs, poll_seconds=args.poll)
+    url = get_settings().effective_database_url
+    probe = make_engine(url)
+    try:  # refuse at once (one line, exit 2, via main.py) rather than retrying an unusable URL forever
+        with probe.connect():
+            pass
+    finally:
+        probe.dispose()
+    worker = Worker(url, max_jobs=args.jobs, poll_seconds=args.poll)
     if args.once:
         count = worker.run_pending()
         print(f"ran {count} queued run(s)")

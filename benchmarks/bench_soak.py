@@ -2,8 +2,9 @@
 minutes, printing its memory (RSS) over time; the memory should stay flat once warm.
 
 The platform runs as a real subprocess on a fresh PostgreSQL database and the real Redis (a key
-prefix of its own), with the shipped bots of ``config/bots/`` trading and the dashboard served (this
-script fetches its page every sample, as an open browser tab would). Each sample prints the
+prefix of its own), with the shipped bots of ``config/bots/`` trading (their kill switch and daily loss
+limit removed, so they trade all along) and the dashboard served (this script fetches its page every
+sample, as an open browser tab would). Each sample prints the
 platform's RSS next to what it has done so far (candles and trades stored, bot fills, market time).
 
 Reference, printed side by side: the RSS of a Python process that only imports the same packages
@@ -15,6 +16,7 @@ Run: ``.venv/bin/python benchmarks/bench_soak.py --minutes 10 [--speed 600] [--i
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -96,10 +98,17 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench_soak_"))
     port = free_port()
     prefix = f"soak:{os.getpid()}:"
-    env = {k: v for k, v in os.environ.items() if k not in ("BOTS_DIR", "SYMBOLS", "OKX_WS_URL", "OKX_REST_URL")}
+    bots = folder / "bots"
+    bots.mkdir()
+    for path in sorted((ROOT / "config" / "bots").glob("*.json")):
+        bot = json.loads(path.read_text())
+        if not path.name.startswith("_"):  # keep them trading: no kill switch, no daily stop
+            bot["risk"] = {**bot.get("risk", {}), "max_drawdown_pct": None, "daily_loss_limit_pct": None}
+        (bots / path.name).write_text(json.dumps(bot))
+    env = {k: v for k, v in os.environ.items() if k not in ("SYMBOLS", "OKX_WS_URL", "OKX_REST_URL")}
     env.update(DATABASE_URL=url, REDIS_URL=args.redis_url, REDIS_PREFIX=prefix, MARKET_SOURCE="replay",
                REPLAY_SPEED=str(args.speed), REPLAY_PORT="0", DASHBOARD_PORT=str(port), TCP_DATA_DIR=str(folder),
-               LOG_LEVEL="WARNING")
+               BOTS_DIR=str(bots), LOG_LEVEL="WARNING")
     log = (folder / "platform.log").open("wb")
     started = time.monotonic()
     platform = subprocess.Popen([sys.executable, "main.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -67,14 +67,17 @@ def build_request(strategy: str | None, params_text: str | None, market: str | N
         "cash": float(cash),  # type: ignore[arg-type]
     }
     if start_date:
-        request["start"] = _date(start_date)
+        request["start"] = _date(start_date, "start")
     if end_date:
-        request["end"] = _date(end_date, end_of_day=True)
+        request["end"] = _date(end_date, "end", end_of_day=True)
     return request
 
 
-def _date(text: str, end_of_day: bool = False) -> datetime:
-    day = datetime.fromisoformat(text[:10]).replace(tzinfo=UTC)
+def _date(text: str, field: str, end_of_day: bool = False) -> datetime:
+    try:
+        day = datetime.fromisoformat(text[:10]).replace(tzinfo=UTC)
+    except ValueError:
+        raise FormError(field, f"expected a date as YYYY-MM-DD, got {text!r}") from None
     return day.replace(hour=23, minute=59, second=59) if end_of_day else day
 
 

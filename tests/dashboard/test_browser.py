@@ -251,16 +251,16 @@ def test_the_theme_switch_and_a_tablet_width(platform: Platform, browser: WebDri
     open_page(browser, platform, "/", "#market-chart .main-svg")
     drawn(browser)
     browser.find_element(By.CSS_SELECTOR, "label[for='theme-switch']").click()
-    wait_for(browser, lambda d: d.execute_script("return document.documentElement.dataset.bsTheme") == "light", 10)
+    wait_for(browser, lambda d: d.execute_script("return document.documentElement.dataset.bsTheme") == "light", 30)
     wait_for(browser, lambda d: d.execute_script(
-        "return document.querySelector('#market-chart .js-plotly-plot').layout.paper_bgcolor") == "#ffffff", 10,
+        "return document.querySelector('#market-chart .js-plotly-plot').layout.paper_bgcolor") == "#ffffff", 30,
         "the chart did not follow the theme")
     shot(browser, "market_light", full_page=False)
     browser.find_element(By.CSS_SELECTOR, "label[for='theme-switch']").click()
     browser.set_window_size(820, 1180)
     try:
         wait_visible(browser, "#navbar-toggler")
-        wait_for(browser, lambda d: d.execute_script("return document.documentElement.scrollWidth") <= 820, 10,
+        wait_for(browser, lambda d: d.execute_script("return document.documentElement.scrollWidth") <= 820, 30,
                  "the page does not fit a tablet's width")
         drawn(browser)
         shot(browser, "market_tablet", full_page=False)

@@ -117,6 +117,7 @@ class PlatformRun:
             code = self.process.wait(10)
         result = (code, time.monotonic() - sent)
         self.exits.append(result)
+        print(f"{self.name}: SIGTERM -> exit {code} in {result[1]:.1f} s")
         return result
 
     def close(self) -> None:
