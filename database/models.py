@@ -75,10 +75,9 @@ class TradeRow(Base):
     """Raw public trades (kept for ``TRADE_RETENTION_DAYS``)."""
 
     __tablename__ = "trades"
-    __table_args__ = (
-        Index("ix_trades_symbol_ts", "exchange", "symbol", "ts"),
-        Index("ix_trades_ts", "ts"),
-    )
+    # One time index per market (range reads, and the retention job deletes per market through it);
+    # every extra index costs insert speed on the hot write path.
+    __table_args__ = (Index("ix_trades_symbol_ts", "exchange", "symbol", "ts"),)
 
     # Unique on (exchange, symbol, trade_id). On TimescaleDB the migration widens the key with
     # ``ts`` (a hypertable's unique keys must hold its time column); a trade id has one ts.
@@ -93,7 +92,7 @@ class TradeRow(Base):
 
 class CandleRow(Base):
     __tablename__ = "candles"
-    __table_args__ = (Index("ix_candles_open_time", "open_time"),)
+    # The primary key (exchange, symbol, timeframe, open_time) is the time-range index.
 
     exchange: Mapped[str] = mapped_column(String(32), primary_key=True)
     symbol: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -61,9 +61,6 @@ def upgrade() -> None:
     sa.Column('trade_count', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('exchange', 'symbol', 'timeframe', 'open_time', name=op.f('pk_candles'))
     )
-    with op.batch_alter_table('candles', schema=None) as batch_op:
-        batch_op.create_index('ix_candles_open_time', ['open_time'], unique=False)
-
     op.create_table('api_credentials',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('exchange', sa.String(length=32), nullable=False),
@@ -154,7 +151,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('trades', schema=None) as batch_op:
         batch_op.create_index('ix_trades_symbol_ts', ['exchange', 'symbol', 'ts'], unique=False)
-        batch_op.create_index('ix_trades_ts', ['ts'], unique=False)
 
     op.create_table('backtest_trades',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -344,7 +340,6 @@ def downgrade() -> None:
 
     op.drop_table('backtest_trades')
     with op.batch_alter_table('trades', schema=None) as batch_op:
-        batch_op.drop_index('ix_trades_ts')
         batch_op.drop_index('ix_trades_symbol_ts')
 
     op.drop_table('trades')
@@ -360,8 +355,5 @@ def downgrade() -> None:
     op.drop_table('instruments')
     op.drop_table('component_health')
     op.drop_table('api_credentials')
-    with op.batch_alter_table('candles', schema=None) as batch_op:
-        batch_op.drop_index('ix_candles_open_time')
-
     op.drop_table('candles')
     op.drop_table('bots')

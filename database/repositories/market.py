@@ -335,9 +335,18 @@ def count_trades(session: Session, exchange: str | None = None, symbol: str | No
 
 
 def prune_trades(session: Session, older_than: datetime) -> int:
-    """Delete raw trades with ``ts`` before ``older_than`` (the plain-PostgreSQL/SQLite retention job)."""
-    result = session.execute(delete(TradeRow).where(TradeRow.ts < older_than))
-    return int(result.rowcount or 0)
+    """Delete raw trades with ``ts`` before ``older_than`` (the plain-PostgreSQL/SQLite retention job).
+
+    Market by market, so each delete walks the ``(exchange, symbol, ts)`` index; the markets are
+    those with candles (the collector stores a market's candles with its trades).
+    """
+    markets = session.execute(select(CandleRow.exchange, CandleRow.symbol).distinct()).all()
+    deleted = 0
+    for exchange, symbol in markets:
+        result = session.execute(delete(TradeRow).where(
+            TradeRow.exchange == exchange, TradeRow.symbol == symbol, TradeRow.ts < older_than))
+        deleted += int(result.rowcount or 0)
+    return deleted
 
 
 def retention_cutoff(now: datetime, days: int) -> datetime:

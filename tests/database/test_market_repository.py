@@ -69,8 +69,9 @@ def test_retention_job_deletes_only_old_raw_trades(db_url: str) -> None:
     now = datetime(2026, 1, 10, tzinfo=UTC)
     old_ms = int((now - timedelta(days=8)).timestamp() * 1000)
     new_ms = int((now - timedelta(days=1)).timestamp() * 1000)
-    with session_scope(factory) as s:
+    with session_scope(factory) as s:  # the collector stores a market's candles with its trades
         market.insert_trades(s, [make_trade(1, old_ms), make_trade(2, new_ms)])
+        market.upsert_candles(s, [make_candle(new_ms - new_ms % 60_000)])
     with session_scope(factory) as s:
         deleted = market.prune_trades(s, market.retention_cutoff(now, 7))
     with session_scope(factory) as s:

@@ -20,7 +20,7 @@ from tests.reliability.harness import ROOT, free_port, subprocess_env
 NOWHERE = "postgresql://postgres@127.0.0.1:1/x"
 GOOD_TAPE_HEADER = "trade_id,ts_ms,price,size,side\n"
 GOOD_ROW = "1,1700000000000,100.5,0.1,buy\n"
-CLI_TIMEOUT_S = 30.0
+CLI_TIMEOUT_S = 45.0
 
 
 @dataclass(frozen=True)

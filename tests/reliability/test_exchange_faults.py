@@ -5,6 +5,7 @@ independent aggregation of the tape)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from data.okx.client import StreamState
@@ -91,6 +92,15 @@ def recover_from_stall(loop_thread: LoopThread, run: CollectorRun) -> None:
     loop_thread.run(run.server.drop_connections())
 
 
+async def stall_at(run: CollectorRun, market_ms: int) -> int:
+    """Stall the server (on its own loop, so nothing lags in between) once its market reaches ``market_ms``;
+    returns the market time the stall began at."""
+    while run.server.market_ms(SYMBOL) < market_ms:
+        await asyncio.sleep(0.002)
+    run.server.stall(60.0)
+    return run.server.market_ms(SYMBOL)
+
+
 def test_a_stall_in_the_last_seconds_of_a_minute_does_not_leave_that_minute_short(
         loop_thread: LoopThread) -> None:
     """Near live speed the engine's clock keeps running while the client still waits for its pong: the
@@ -100,14 +110,11 @@ def test_a_stall_in_the_last_seconds_of_a_minute_does_not_leave_that_minute_shor
     boundary = first + 3 * MINUTE
     # Speed 12; the market opens 10 s (market time) before the minute ahead of the boundary. Ping after
     # 4 s of silence, give up 2 s later: 6 s to notice, against the 2 s grace after which the clock closes a
-    # minute (the defaults are 20 s + 10 s).
+    # minute (the collector's defaults are 5 s + 10 s).
     run = CollectorRun(loop_thread, tape, speed=12.0, history_ms=boundary - MINUTE - 10_000 - tape.first_ts,
                        ping_after_s=4.0, pong_timeout_s=2.0)
     try:
-        wait_until(lambda: loop_thread.call(lambda: run.server.market_ms(SYMBOL)) >= boundary - 2_500, 30,
-                   "the market to reach 2.5 s before the minute's end", run.failed, interval=0.01)
-        loop_thread.call(lambda: run.server.stall(60.0))
-        stalled_at = loop_thread.call(lambda: run.server.market_ms(SYMBOL))
+        stalled_at = loop_thread.run(stall_at(run, boundary - 2_500), 40)
         assert boundary - 2_500 <= stalled_at < boundary - 1_000, "the stall began where the test wanted it"
         recover_from_stall(loop_thread, run)
         finish(run, boundary + MINUTE)
