@@ -134,13 +134,13 @@ def main() -> None:
             rss = rss_mb(process)
             samples.append((minute, rss))
             try:
-                candles, trades, fills, newest, bots = counts(sessions)
+                candles, trades, fills, newest, slowest_bot = counts(sessions)
             except Exception as exc:  # noqa: BLE001 - the schema may not be migrated in the first seconds
                 candles = trades = fills = 0
-                newest = bots = None
+                newest = slowest_bot = None
                 print(f"  (database not ready: {str(exc).splitlines()[0][:80]})")
             reached = newest.strftime("%Y-%m-%d %H:%M") if newest else "-"
-            behind = f"{(newest - bots).total_seconds() / 60:.0f} min" if newest and bots else "-"
+            behind = f"{(newest - slowest_bot).total_seconds() / 60:.0f} min" if newest and slowest_bot else "-"
             print(f"{minute:6.1f} {rss:8.1f} {candles:9d} {trades:10d} {fills:6d}  {reached:<17} {behind}",
                   flush=True)
             if time.monotonic() >= deadline:
