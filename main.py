@@ -65,6 +65,7 @@ async def _platform() -> int:
     from config.settings import get_settings
     from dashboard.server import serve_dashboard
     from data.bus import make_bus
+    from data.ops.metrics_feed import feed_metrics
     from data.ops.runtime import start_operations
     from data.ops.watch import watch_alerts
     from data.service import resolve_market_source, run_market_data
@@ -96,6 +97,8 @@ async def _platform() -> int:
         asyncio.create_task(serve_dashboard(settings, bus, stop), name="dashboard"),
         asyncio.create_task(watch_alerts(bus, operations.notifier, stop), name="alerts"),
     }
+    if settings.metrics_port is not None:
+        tasks.add(asyncio.create_task(feed_metrics(bus, stop, make_session_factory(ops_engine)), name="metrics"))
     if watchers:
         signal_service = SignalEngineService(build_signal_engine(watchers), make_session_factory(ops_engine))
         tasks.add(asyncio.create_task(signal_service.run(bus, stop), name="signal-engine"))
