@@ -54,38 +54,19 @@ class Bus(Protocol):
     async def close(self) -> None: ...
 
 
-class _QueueSubscription:
-    """A subscription backed by an asyncio queue, fed from any thread."""
+class _Queued:
+    """What every subscription shares: an asyncio queue read by ``get`` or ``async for``."""
 
-    def __init__(self, patterns: tuple[str, ...], maxsize: int, on_close: Any) -> None:
-        self.patterns = patterns
-        self.loop = asyncio.get_running_loop()
+    def __init__(self, maxsize: int) -> None:
         self.queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=maxsize)
         self.dropped = 0
-        self._on_close = on_close
         self.closed = False
-
-    def matches(self, channel: str) -> bool:
-        return any(fnmatch.fnmatchcase(channel, p) for p in self.patterns)
 
     def _put(self, item: Message) -> None:
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
             self.dropped += 1
-
-    def offer(self, item: Message) -> None:
-        if self.closed:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self.loop:
-            self._put(item)
-        else:
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                self.loop.call_soon_threadsafe(self._put, item)
 
     async def get(self, timeout: float | None = None) -> Message | None:
         try:
@@ -99,6 +80,32 @@ class _QueueSubscription:
     async def _iterate(self) -> AsyncIterator[Message]:
         while not self.closed:
             yield await self.queue.get()
+
+
+class _QueueSubscription(_Queued):
+    """A subscription of the in-process bus, fed from any thread."""
+
+    def __init__(self, patterns: tuple[str, ...], maxsize: int, on_close: Any) -> None:
+        super().__init__(maxsize)
+        self.patterns = patterns
+        self.loop = asyncio.get_running_loop()
+        self._on_close = on_close
+
+    def matches(self, channel: str) -> bool:
+        return any(fnmatch.fnmatchcase(channel, p) for p in self.patterns)
+
+    def offer(self, item: Message) -> None:
+        if self.closed:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self._put(item)
+        else:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                self.loop.call_soon_threadsafe(self._put, item)
 
     async def close(self) -> None:
         self.closed = True
@@ -239,15 +246,13 @@ class RedisBus:
             await self._client.aclose()
 
 
-class _RedisSubscription:
+class _RedisSubscription(_Queued):
     def __init__(self, bus: RedisBus, patterns: tuple[str, ...], maxsize: int = 100_000) -> None:
+        super().__init__(maxsize)
         self._bus = bus
         self._patterns = tuple(bus._prefix + p for p in patterns)
-        self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=maxsize)
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
-        self.closed = False
-        self.dropped = 0
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"redis-sub {self._patterns}")
@@ -272,10 +277,7 @@ class _RedisSubscription:
                     except ValueError:
                         log.warning("redis bus: dropped a non-JSON message on %s", channel)
                         continue
-                    try:
-                        self._queue.put_nowait((channel[prefix_len:], payload))
-                    except asyncio.QueueFull:
-                        self.dropped += 1
+                    self._put((channel[prefix_len:], payload))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - reconnect on any failure
@@ -286,19 +288,6 @@ class _RedisSubscription:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
-
-    async def get(self, timeout: float | None = None) -> Message | None:
-        try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
-        except TimeoutError:
-            return None
-
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Message]:
-        while not self.closed:
-            yield await self._queue.get()
 
     async def close(self) -> None:
         self.closed = True
