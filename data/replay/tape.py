@@ -13,6 +13,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -119,22 +120,16 @@ def _parse_row(row: int, trade_id: str, ts: str, price: str, size: str, side: st
     def fail(column: str, text: str, expected: str) -> ConfigurationError:
         return ConfigurationError(f"row {row}: {column} {text!r} is not {expected}", source=source)
 
-    try:
-        tid = int(trade_id)
-    except ValueError:
-        raise fail("trade_id", trade_id, "an integer") from None
-    try:
-        ms = int(ts)
-    except ValueError:
-        raise fail("ts_ms", ts, "an integer (epoch milliseconds)") from None
-    try:
-        px = float(price)
-    except ValueError:
-        raise fail("price", price, "a number") from None
-    try:
-        sz = float(size)
-    except ValueError:
-        raise fail("size", size, "a number") from None
+    def convert(cast: type, column: str, text: str, expected: str) -> Any:
+        try:
+            return cast(text)
+        except ValueError:
+            raise fail(column, text, expected) from None
+
+    tid = convert(int, "trade_id", trade_id, "an integer")
+    ms = convert(int, "ts_ms", ts, "an integer (epoch milliseconds)")
+    px = convert(float, "price", price, "a number")
+    sz = convert(float, "size", size, "a number")
     if not (math.isfinite(px) and px > 0):
         raise fail("price", price, "a positive number")
     if not (math.isfinite(sz) and sz > 0):
