@@ -108,7 +108,7 @@ def throughput(passes: int = 25) -> None:
 
 
 def latency(closes: int = 400) -> None:
-    for durable in (True, False):
+    for durable in (False, True):
         _latency(closes, durable)
 
 
@@ -164,7 +164,7 @@ def _latency(closes: int, durable: bool) -> None:
     print(f"latency: trade received -> closed 1m candle written to PostgreSQL and received from Redis, "
           f"{len(ms)} closes: p50 {statistics.median(ms):.2f} ms, p99 {ms[int(len(ms) * 0.99) - 1]:.2f} ms, "
           f"max {ms[-1]:.2f} ms (raw trades stored too; "
-          f"{'synchronous commit' if durable else 'synchronous_commit=off'})")
+          f"{'synchronous commit' if durable else 'synchronous_commit=off, the default'})")
 
 
 def rss(symbols: int = 50) -> None:

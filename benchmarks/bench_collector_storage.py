@@ -1,24 +1,33 @@
 """Candle and trade writes to PostgreSQL as idempotent batched upserts, rows/s.
 
-Ours (COPY into a temp table + one ``INSERT … ON CONFLICT``) beside the plain SQLAlchemy
-``executemany`` upsert in the same run. Needs PostgreSQL (TEST_PG_ADMIN_URL, default local).
+Ours (database/repositories/market.py: rows sorted by key, one binary ``COPY`` built from numpy
+arrays into a temp table, one ``INSERT … ON CONFLICT``) beside, in the same run, the plain SQLAlchemy
+``executemany`` upsert and a text ``COPY`` of the same rows formatted in Python (the previous path,
+kept here as a reference). Phases: new rows; the same rows again (a no-op re-upsert, e.g. a repeated
+backfill); for candles also changed rows (every candle revised, the worst case). The rows are 50
+markets interleaved in time order, as the collector produces them. Needs PostgreSQL
+(TEST_PG_ADMIN_URL, default local).
 
-    .venv/bin/python benchmarks/bench_collector_storage.py [--rows 200000]
+    .venv/bin/python benchmarks/bench_collector_storage.py [--rows 200000] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import psycopg2  # noqa: E402
+from sqlalchemy import Connection  # noqa: E402
 from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: E402
 
 from config.domain import Candle, Timeframe, ms_to_datetime  # noqa: E402
@@ -29,21 +38,53 @@ from database.repositories.market import candle_to_row, insert_trade_rows, upser
 
 ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
+BATCH = 50_000
+Rows = tuple[str, str, int, int, float, float, str]
+UPDATED = ("open", "high", "low", "close", "volume", "quote_volume", "buy_volume", "trade_count")
 
 
-def make_candles(n: int, symbols: int = 50) -> list[Candle]:
-    return [Candle("okx", f"S{i % symbols}-USDT", Timeframe.M1, T0 + (i // symbols) * 60_000, 100.0, 101.5, 99.5,
-                   100.5 + i % 7 * 0.1, 3.25, 326.6, 1.5, 12) for i in range(n)]
+def make_candles(n: int, symbols: int = 50, bump: float = 0.0) -> list[Candle]:
+    return [Candle("okx", f"S{i % symbols}-USDT", Timeframe.M1, T0 + (i // symbols) * 60_000, 100.0, 101.5 + bump, 99.5,
+                   100.5 + i % 7 * 0.1 + bump, 3.25, 326.6, 1.5, 12) for i in range(n)]
 
 
-def make_trades(n: int) -> list[tuple[str, str, int, int, float, float, str]]:
-    return [("okx", "BTC-USDT", 10_000_000 + i, T0 + i * 3, 60_000.0 + i % 97 * 0.1, 0.0123, "buy" if i % 2 else "sell")
-            for i in range(n)]
+def make_trades(n: int, symbols: int = 50) -> list[Rows]:
+    return [("okx", f"S{i % symbols}-USDT", 10_000_000 + i, T0 + i * 3, 60_000.0 + i % 97 * 0.1, 0.0123,
+             "buy" if i % 2 else "sell") for i in range(n)]
+
+
+def text_copy_candles(conn: Connection, candles: Sequence[Candle]) -> None:
+    """The reference: rows formatted as text in Python, ``COPY`` into a temp table, one upsert."""
+    body = "".join(f"{c.exchange}\t{c.symbol}\t{c.timeframe.value}\t{c.open_time_ms}\t{c.open!r}\t{c.high!r}\t"
+                   f"{c.low!r}\t{c.close!r}\t{c.volume!r}\t{c.quote_volume!r}\t{c.buy_volume!r}\t{c.trade_count}\n"
+                   for c in candles)
+    updates = ", ".join(f"{col} = EXCLUDED.{col}" for col in UPDATED)
+    with conn.connection.dbapi_connection.cursor() as cur:  # type: ignore[union-attr]
+        cur.execute("CREATE TEMP TABLE ref_candles (exchange text, symbol text, timeframe text, open_ms bigint, "
+                    "open float8, high float8, low float8, close float8, volume float8, quote_volume float8, "
+                    "buy_volume float8, trade_count int) ON COMMIT DROP")
+        cur.copy_expert("COPY ref_candles FROM STDIN", io.StringIO(body))
+        cur.execute("INSERT INTO candles (exchange, symbol, timeframe, open_time, " + ", ".join(UPDATED) + ") "
+                    "SELECT exchange, symbol, timeframe, to_timestamp(open_ms::float8 / 1000), "
+                    + ", ".join(UPDATED) + " FROM ref_candles "
+                    f"ON CONFLICT (exchange, symbol, timeframe, open_time) DO UPDATE SET {updates}")
+
+
+def text_copy_trades(conn: Connection, rows: Sequence[Rows]) -> None:
+    body = "".join(f"{e}\t{s}\t{i}\t{ts}\t{p!r}\t{z!r}\t{d}\n" for e, s, i, ts, p, z, d in rows)
+    with conn.connection.dbapi_connection.cursor() as cur:  # type: ignore[union-attr]
+        cur.execute("CREATE TEMP TABLE ref_trades (exchange text, symbol text, trade_id bigint, ts_ms bigint, "
+                    "price float8, size float8, side text) ON COMMIT DROP")
+        cur.copy_expert("COPY ref_trades FROM STDIN", io.StringIO(body))
+        cur.execute("INSERT INTO trades (exchange, symbol, trade_id, ts, price, size, side) "
+                    "SELECT exchange, symbol, trade_id, to_timestamp(ts_ms::float8 / 1000), price, size, side "
+                    "FROM ref_trades ON CONFLICT DO NOTHING")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is printed")
     args = parser.parse_args()
     name = f"bench_collector_{uuid.uuid4().hex[:8]}"
     admin = psycopg2.connect(ADMIN)
@@ -54,48 +95,62 @@ def main() -> None:
         upgrade(url)
         engine = make_engine(url)
         factory = make_session_factory(engine)
-        candles, trades = make_candles(args.rows), make_trades(args.rows)
-        batch = 50_000
+        candles, changed, trades = make_candles(args.rows), make_candles(args.rows, bump=0.25), make_trades(args.rows)
 
-        def ours_candles() -> None:
-            for i in range(0, len(candles), batch):
-                with session_scope(factory) as s:
-                    upsert_candles(s, candles[i:i + batch])
+        def batches(rows: Sequence, write: Callable[[Connection, Sequence], object]) -> Callable[[], None]:
+            def run() -> None:
+                for i in range(0, len(rows), BATCH):
+                    with session_scope(factory) as s:
+                        write(s.connection(), rows[i:i + BATCH])
+            return run
 
-        def ours_trades() -> None:
-            for i in range(0, len(trades), batch):
-                with session_scope(factory) as s:
-                    insert_trade_rows(s, trades[i:i + batch])
-
-        def plain_candles() -> None:
+        def orm_candles(conn: Connection, rows: Sequence[Candle]) -> None:
             stmt = pg_insert(CandleRow)
             stmt = stmt.on_conflict_do_update(index_elements=["exchange", "symbol", "timeframe", "open_time"],
-                                              set_={c: stmt.excluded[c] for c in ("open", "high", "low", "close",
-                                                                                  "volume", "quote_volume",
-                                                                                  "buy_volume", "trade_count")})
-            for i in range(0, len(candles), batch):
-                with session_scope(factory) as s:
-                    s.execute(stmt, [candle_to_row(c) for c in candles[i:i + batch]])
+                                              set_={c: stmt.excluded[c] for c in UPDATED})
+            conn.execute(stmt, [candle_to_row(c) for c in rows])
 
-        def plain_trades() -> None:
-            stmt = pg_insert(TradeRow).on_conflict_do_nothing()
-            for i in range(0, len(trades), batch):
-                with session_scope(factory) as s:
-                    s.execute(stmt, [{"exchange": e, "symbol": y, "trade_id": t, "ts": ms_to_datetime(ts), "price": p,
-                                      "size": z, "side": d} for e, y, t, ts, p, z, d in trades[i:i + batch]])
+        def orm_trades(conn: Connection, rows: Sequence[Rows]) -> None:
+            conn.execute(pg_insert(TradeRow).on_conflict_do_nothing(),
+                         [{"exchange": e, "symbol": y, "trade_id": t, "ts": ms_to_datetime(ts), "price": p, "size": z,
+                           "side": d} for e, y, t, ts, p, z, d in rows])
 
-        print(f"{args.rows:,} rows per run, batches of {batch:,}, PostgreSQL on loopback")
-        for label, fn, table in (("candles: executemany upsert (baseline)", plain_candles, "candles"),
-                                 ("candles: COPY + upsert (ours)", ours_candles, "candles"),
-                                 ("trades: executemany insert (baseline)", plain_trades, "trades"),
-                                 ("trades: COPY + insert (ours)", ours_trades, "trades")):
-            for phase in ("new rows", "same rows again"):
-                start = time.perf_counter()
-                fn()
-                seconds = time.perf_counter() - start
-                print(f"  {label:42s} {phase:16s} {args.rows / seconds / 1000:8.1f} k rows/s")
+        def truncate(table: str) -> None:
             with engine.begin() as conn:
                 conn.exec_driver_sql(f"TRUNCATE {table}")
+
+        def measure(table: str, phases: Sequence[tuple[str, Callable[[], None]]], repeat: int) -> list[float]:
+            """Median rows/s per phase; each repeat starts from an empty table."""
+            figures: list[list[float]] = [[] for _ in phases]
+            for _ in range(repeat):
+                truncate(table)
+                for k, (_, fn) in enumerate(phases):
+                    start = time.perf_counter()
+                    fn()
+                    figures[k].append(args.rows / (time.perf_counter() - start))
+            truncate(table)
+            return [statistics.median(f) for f in figures]
+
+        print(f"{args.rows:,} rows per run, batches of {BATCH:,}, 50 markets, PostgreSQL on loopback, "
+              f"median of {args.repeat} (executemany: 1 run)")
+        methods = (
+            ("candles", "executemany upsert (SQLAlchemy)", orm_candles, 1),
+            ("candles", "text COPY + upsert (reference)", text_copy_candles, args.repeat),
+            ("candles", "binary COPY + upsert (ours)", lambda c, r: upsert_candles(c, r), args.repeat),
+            ("trades", "executemany insert (SQLAlchemy)", orm_trades, 1),
+            ("trades", "text COPY + insert (reference)", text_copy_trades, args.repeat),
+            ("trades", "binary COPY + insert (ours)", lambda c, r: insert_trade_rows(c, r), args.repeat),
+        )
+        print(f"  {'':46s} {'new rows':>12s} {'same again':>12s} {'changed':>12s}   (k rows/s)")
+        for table, label, write, repeat in methods:
+            if table == "candles":
+                phases = [("new", batches(candles, write)), ("again", batches(candles, write)),
+                          ("changed", batches(changed, write))]
+            else:
+                phases = [("new", batches(trades, write)), ("again", batches(trades, write))]
+            figures = measure(table, phases, repeat)
+            cells = " ".join(f"{f / 1000:12.1f}" for f in figures) + ("" if len(figures) == 3 else f"{'-':>13s}")
+            print(f"  {table + ': ' + label:46s} {cells}")
         engine.dispose()
     finally:
         admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

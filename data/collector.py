@@ -49,7 +49,7 @@ class CollectorConfig:
     pong_timeout_s: float = 10.0
     initial_lookback_ms: int = INITIAL_LOOKBACK_MS
     repair_ready_delay_s: float = 1.0
-    durable_commits: bool = True
+    durable_commits: bool = False  # see data/writer.py: async commits + rewrite after a failure
 
 
 class Collector:
@@ -214,6 +214,7 @@ class Collector:
             "trades_written": w.trades_written, "candles_dropped": w.candles_dropped,
             "trades_dropped": w.trades_dropped, "outage_since_ms": w.outage_since_ms,
             "last_error": w.last_error, "last_write_ms": w.last_write_ms or None,
+            "candles_rewritten": w.candles_rewritten, "trades_rewritten": w.trades_rewritten,
         })
         b = self.bus.stats
         p = self.publisher.stats

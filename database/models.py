@@ -75,9 +75,10 @@ class TradeRow(Base):
     """Raw public trades (kept for ``TRADE_RETENTION_DAYS``)."""
 
     __tablename__ = "trades"
-    # One time index per market (range reads, and the retention job deletes per market through it);
-    # every extra index costs insert speed on the hot write path.
-    __table_args__ = (Index("ix_trades_symbol_ts", "exchange", "symbol", "ts"),)
+    # Trades arrive in time order: a BRIN index on ts (tiny, next to free on insert) serves the
+    # retention job's range delete; every B-tree costs insert speed on the hot write path, so the
+    # primary key is the only one. (SQLite: a plain index.)
+    __table_args__ = (Index("ix_trades_ts", "ts", postgresql_using="brin"),)
 
     # Unique on (exchange, symbol, trade_id). On TimescaleDB the migration widens the key with
     # ``ts`` (a hypertable's unique keys must hold its time column); a trade id has one ts.

@@ -1,7 +1,8 @@
 """Market data: idempotent upserts of trades and candles, range reads, retention.
 
-PostgreSQL writes go through ``COPY`` into a temporary table followed by one
-``INSERT … ON CONFLICT`` (the fastest idempotent path psycopg2 offers); SQLite uses
+PostgreSQL bulk writes are one binary ``COPY`` built from numpy arrays (database/pgcopy.py), straight
+into the table when no row is stored yet, else through a temp table and one ``INSERT … ON
+CONFLICT``; small candle batches are one multi-row ``INSERT … ON CONFLICT`` (one round trip). SQLite uses
 ``INSERT … ON CONFLICT`` with ``executemany``. Candles: last write wins. Trades: first write wins
 (a trade never changes).
 """
@@ -12,6 +13,7 @@ import io
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,6 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from config.domain import Candle, Side, Timeframe, Trade, datetime_to_ms, ms_to_datetime
+from database import pgcopy
 from database.models import CandleRow, Instrument, TradeRow
 
 if TYPE_CHECKING:  # pandas is imported where a frame is built: the collector never loads it
@@ -31,145 +34,168 @@ CANDLE_COLUMNS = (
     "volume", "quote_volume", "buy_volume", "trade_count",
 )
 _CANDLE_UPDATE = CANDLE_COLUMNS[4:]
-# Below this many rows one multi-row INSERT (one round trip) beats COPY through a temp table.
-_SMALL_BATCH = 200
+# Up to this many candles, upsert_candles on PostgreSQL is one multi-row INSERT (one round trip, one
+# statement: atomic without a transaction); larger batches go through COPY.
+CANDLES_PER_STATEMENT = 200
 
 
 def _connection(session: Session | Connection) -> Connection:
     return session.connection() if isinstance(session, Session) else session
 
 
-def _copy_rows(conn: Connection, temp_sql: str, table: str, rows: Iterable[str], insert_sql: str) -> int:
-    """COPY text rows into a fresh temp table, then run ``insert_sql`` from it."""
+def _bulk_write(conn: Connection, table: str, columns: Sequence[str], payload: bytes, on_conflict: str) -> int:
+    """Write a binary COPY ``payload`` of ``columns`` rows into ``table`` idempotently.
+
+    The fast path is one ``COPY`` straight into the table inside a savepoint: a batch of new rows (the
+    usual case: the collector writes each candle and trade once) costs the table's own inserts and
+    nothing else. If a row's key is already stored, that ``COPY`` stops at the first such row; the
+    savepoint is rolled back and the same payload goes into a temp table, from which one
+    ``INSERT … {on_conflict}`` writes it. Returns the rows inserted or changed.
+    """
+    import psycopg2.errors
+
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    buffer = io.StringIO("".join(rows))
+    names = ", ".join(columns)
     with raw.cursor() as cur:
-        cur.execute(temp_sql)
-        cur.copy_expert(f"COPY {table} FROM STDIN", buffer)
-        cur.execute(insert_sql)
+        cur.execute("SAVEPOINT bulk_write")
+        try:
+            cur.copy_expert(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT binary)", io.BytesIO(payload))
+            copied = cur.rowcount
+        except psycopg2.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT bulk_write")
+        else:
+            cur.execute("RELEASE SAVEPOINT bulk_write")
+            return int(copied)
+        cur.execute(f"CREATE TEMP TABLE tmp_{table} (LIKE {table}) ON COMMIT DROP")
+        cur.copy_expert(f"COPY tmp_{table} ({names}) FROM STDIN WITH (FORMAT binary)", io.BytesIO(payload))
+        cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM tmp_{table} {on_conflict}")
         count = cur.rowcount
-        cur.execute(f"DROP TABLE {table}")
+        cur.execute(f"DROP TABLE tmp_{table}")
     return int(count)
 
 
+_CANDLE_VALUES = attrgetter("open_time_ms", "open", "high", "low", "close", "volume", "quote_volume",
+                            "buy_volume", "trade_count")
+_CANDLE_ARRAY = np.dtype([("t", "i8"), ("open", "f8"), ("high", "f8"), ("low", "f8"), ("close", "f8"),
+                          ("volume", "f8"), ("quote_volume", "f8"), ("buy_volume", "f8"), ("trade_count", "i4")])
+# A revision that changes nothing is not written (no dead row version, no new index entry).
+_CANDLE_CONFLICT = (
+    "ON CONFLICT (exchange, symbol, timeframe, open_time) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _CANDLE_UPDATE)
+    + " WHERE (" + ", ".join(f"candles.{c}" for c in _CANDLE_UPDATE) + ") IS DISTINCT FROM ("
+    + ", ".join(f"EXCLUDED.{c}" for c in _CANDLE_UPDATE) + ")"
+)
+
+
 def upsert_candles(session: Session | Connection, candles: Sequence[Candle]) -> int:
-    """Insert or replace candles on (exchange, symbol, timeframe, open_time). Returns rows written."""
+    """Insert or replace candles on (exchange, symbol, timeframe, open_time); the last version of a
+    candle in ``candles`` wins. Returns the number of distinct candles upserted.
+
+    PostgreSQL: up to 200 candles are one multi-row ``INSERT … ON CONFLICT`` (one round trip); larger
+    batches are sorted by key (index inserts then walk the B-tree in order) and sent as one binary
+    ``COPY`` built from numpy arrays (:func:`_bulk_write`). Figures in docs/data.md.
+    """
     if not candles:
         return 0
     conn = _connection(session)
-    # The last version of a candle wins, also inside one batch.
-    latest: dict[tuple[str, str, str, int], Candle] = {}
+    by_market: dict[tuple[str, str, Timeframe], dict[int, Candle]] = {}
     for c in candles:
-        latest[(c.exchange, c.symbol, c.timeframe.value, c.open_time_ms)] = c
-    if conn.dialect.name == "postgresql" and len(latest) <= _SMALL_BATCH:
+        versions = by_market.get((c.exchange, c.symbol, c.timeframe))
+        if versions is None:
+            versions = by_market[(c.exchange, c.symbol, c.timeframe)] = {}
+        versions[c.open_time_ms] = c
+    total = sum(len(v) for v in by_market.values())
+    if conn.dialect.name == "postgresql" and total <= CANDLES_PER_STATEMENT:
         params: list[object] = []
-        for c in latest.values():
-            params += (c.exchange, c.symbol, c.timeframe.value, ms_to_datetime(c.open_time_ms), c.open, c.high,
-                       c.low, c.close, c.volume, c.quote_volume, c.buy_volume, c.trade_count)
-        conn.exec_driver_sql(_small_upsert_sql(len(latest)), tuple(params))
-        return len(latest)
+        for versions in by_market.values():
+            for c in versions.values():
+                params += (c.exchange, c.symbol, c.timeframe.value, ms_to_datetime(c.open_time_ms), c.open, c.high,
+                           c.low, c.close, c.volume, c.quote_volume, c.buy_volume, c.trade_count)
+        conn.exec_driver_sql(_small_upsert_sql(total), tuple(params))
+        return total
     if conn.dialect.name == "postgresql":
-        rows = (
-            f"{c.exchange}\t{c.symbol}\t{c.timeframe.value}\t{c.open_time_ms}\t{c.open!r}\t{c.high!r}\t"
-            f"{c.low!r}\t{c.close!r}\t{c.volume!r}\t{c.quote_volume!r}\t{c.buy_volume!r}\t{c.trade_count}\n"
-            for c in latest.values()
-        )
-        updates = ", ".join(f"{col} = EXCLUDED.{col}" for col in _CANDLE_UPDATE)
-        return _copy_rows(
-            conn,
-            "CREATE TEMP TABLE tmp_candles (exchange text, symbol text, timeframe text, open_ms bigint, "
-            "open float8, high float8, low float8, close float8, volume float8, quote_volume float8, "
-            "buy_volume float8, trade_count int) ON COMMIT DROP",
-            "tmp_candles",
-            rows,
-            "INSERT INTO candles (" + ", ".join(CANDLE_COLUMNS) + ") "
-            "SELECT exchange, symbol, timeframe, to_timestamp(open_ms::float8 / 1000), open, high, low, close, "
-            "volume, quote_volume, buy_volume, trade_count FROM tmp_candles "
-            f"ON CONFLICT (exchange, symbol, timeframe, open_time) DO UPDATE SET {updates}",
-        )
+        groups = []
+        for exchange, symbol, timeframe in sorted(by_market, key=lambda m: (m[0], m[1], m[2].value)):
+            versions = by_market[(exchange, symbol, timeframe)]
+            rows = np.array([_CANDLE_VALUES(versions[t]) for t in sorted(versions)], dtype=_CANDLE_ARRAY)
+            n = len(rows)
+            groups.append([pgcopy.text(exchange, n), pgcopy.text(symbol, n), pgcopy.text(timeframe.value, n),
+                           pgcopy.ms_to_pg_timestamp(rows["t"]), *(rows[c] for c in _CANDLE_UPDATE)])
+        _bulk_write(conn, "candles", CANDLE_COLUMNS, pgcopy.encode(*groups), _CANDLE_CONFLICT)
+        return total
     stmt = sqlite_insert(CandleRow)
     stmt = stmt.on_conflict_do_update(
         index_elements=["exchange", "symbol", "timeframe", "open_time"],
         set_={col: stmt.excluded[col] for col in _CANDLE_UPDATE},
     )
-    conn.execute(stmt, [candle_to_row(c) for c in latest.values()])
-    return len(latest)
+    conn.execute(stmt, [candle_to_row(c) for versions in by_market.values() for c in versions.values()])
+    return total
 
 
-@lru_cache(maxsize=_SMALL_BATCH)
+@lru_cache(maxsize=CANDLES_PER_STATEMENT)
 def _small_upsert_sql(rows: int) -> str:
     """One multi-row ``INSERT … ON CONFLICT DO UPDATE`` (driver SQL: no per-call statement compile)."""
     row = "(" + ", ".join(["%s"] * len(CANDLE_COLUMNS)) + ")"
-    updates = ", ".join(f"{col} = EXCLUDED.{col}" for col in _CANDLE_UPDATE)
-    return (f"INSERT INTO candles ({', '.join(CANDLE_COLUMNS)}) VALUES {', '.join([row] * rows)} "
-            f"ON CONFLICT (exchange, symbol, timeframe, open_time) DO UPDATE SET {updates}")
+    return f"INSERT INTO candles ({', '.join(CANDLE_COLUMNS)}) VALUES {', '.join([row] * rows)} {_CANDLE_CONFLICT}"
 
 
 def insert_trades(session: Session | Connection, trades: Sequence[Trade]) -> int:
     """Insert raw trades; a trade already stored (same exchange, symbol, trade_id) is skipped."""
-    if not trades:
-        return 0
-    conn = _connection(session)
-    if conn.dialect.name == "postgresql":
-        rows = (
-            f"{t.exchange}\t{t.symbol}\t{t.trade_id}\t{t.ts_ms}\t{t.price!r}\t{t.size!r}\t{t.side.value}\n"
-            for t in trades
-        )
-        return _copy_rows(
-            conn,
-            "CREATE TEMP TABLE tmp_trades (exchange text, symbol text, trade_id bigint, ts_ms bigint, "
-            "price float8, size float8, side text) ON COMMIT DROP",
-            "tmp_trades",
-            rows,
-            "INSERT INTO trades (exchange, symbol, trade_id, ts, price, size, side) "
-            "SELECT exchange, symbol, trade_id, to_timestamp(ts_ms::float8 / 1000), price, size, side "
-            "FROM tmp_trades ON CONFLICT DO NOTHING",
-        )
-    stmt = sqlite_insert(TradeRow).on_conflict_do_nothing()
-    result = conn.execute(stmt, [
-        {"exchange": t.exchange, "symbol": t.symbol, "trade_id": t.trade_id, "ts": ms_to_datetime(t.ts_ms),
-         "price": t.price, "size": t.size, "side": t.side.value}
-        for t in trades
-    ])
-    return int(result.rowcount or 0)
+    return insert_trade_rows(
+        session, [(t.exchange, t.symbol, t.trade_id, t.ts_ms, t.price, t.size, t.side.value) for t in trades])
 
 
 TradeRowTuple = tuple[str, str, int, int, float, float, str]
+TRADE_COLUMNS = ("exchange", "symbol", "side", "trade_id", "ts", "price", "size")
+_TRADE_ARRAY = np.dtype([("trade_id", "i8"), ("ts", "i8"), ("price", "f8"), ("size", "f8")])
 
 
 def insert_trade_rows(session: Session | Connection, rows: Iterable[TradeRowTuple]) -> int:
-    """Like :func:`insert_trades` for plain tuples ``(exchange, symbol, trade_id, ts_ms, price, size,
-    side)`` — the collector's bulk path, which skips building a ``Trade`` per row. Returns rows added."""
+    """Insert raw trades given as plain tuples ``(exchange, symbol, trade_id, ts_ms, price, size,
+    side)`` — the collector's bulk path, which skips building a ``Trade`` per row. A trade already
+    stored (or earlier in ``rows``) is skipped. Returns rows added.
+
+    PostgreSQL: grouped by market and side (so each group's text fields have one length), sorted by
+    trade id, one binary ``COPY`` (:func:`_bulk_write`).
+    """
     conn = _connection(session)
-    if conn.dialect.name == "postgresql":
-        lines = [f"{e}\t{s}\t{i}\t{ts}\t{p!r}\t{z!r}\t{d}\n" for e, s, i, ts, p, z, d in rows]
-        if not lines:
-            return 0
-        return _copy_rows(
-            conn,
-            "CREATE TEMP TABLE tmp_trades (exchange text, symbol text, trade_id bigint, ts_ms bigint, "
-            "price float8, size float8, side text) ON COMMIT DROP",
-            "tmp_trades",
-            lines,
-            "INSERT INTO trades (exchange, symbol, trade_id, ts, price, size, side) "
-            "SELECT exchange, symbol, trade_id, to_timestamp(ts_ms::float8 / 1000), price, size, side "
-            "FROM tmp_trades ON CONFLICT DO NOTHING",
-        )
-    params = [{"exchange": e, "symbol": s, "trade_id": i, "ts": ms_to_datetime(ts), "price": p, "size": z,
-               "side": d} for e, s, i, ts, p, z, d in rows]
-    if not params:
+    groups: dict[tuple[str, str, str], dict[int, tuple[int, int, float, float]]] = {}
+    seen: dict[tuple[str, str], set[int]] = {}
+    for exchange, symbol, trade_id, ts_ms, price, size, side in rows:
+        ids = seen.get((exchange, symbol))
+        if ids is None:
+            ids = seen[(exchange, symbol)] = set()
+        if trade_id in ids:
+            continue  # the first version of a trade wins, as in the database
+        ids.add(trade_id)
+        group = groups.get((exchange, symbol, side))
+        if group is None:
+            group = groups[(exchange, symbol, side)] = {}
+        group[trade_id] = (trade_id, ts_ms, price, size)
+    if not groups:
         return 0
+    if conn.dialect.name == "postgresql":
+        columns = []
+        for (exchange, symbol, side), group in sorted(groups.items()):
+            array = np.array([group[i] for i in sorted(group)], dtype=_TRADE_ARRAY)
+            n = len(array)
+            columns.append([pgcopy.text(exchange, n), pgcopy.text(symbol, n), pgcopy.text(side, n),
+                            array["trade_id"], pgcopy.ms_to_pg_timestamp(array["ts"]), array["price"], array["size"]])
+        return _bulk_write(conn, "trades", TRADE_COLUMNS, pgcopy.encode(*columns), "ON CONFLICT DO NOTHING")
+    params = [{"exchange": exchange, "symbol": symbol, "trade_id": i, "ts": ms_to_datetime(ts), "price": p,
+               "size": z, "side": side}
+              for (exchange, symbol, side), group in groups.items() for i, ts, p, z in group.values()]
     result = conn.execute(sqlite_insert(TradeRow).on_conflict_do_nothing(), params)
     return int(result.rowcount or 0)
 
 
 def relax_commit_durability(session: Session | Connection) -> None:
-    """This transaction's commit returns before its WAL reaches disk (PostgreSQL ``synchronous_commit
-    = off``; visible at once, durable within ~3 x ``wal_writer_delay``). No-op on SQLite."""
+    """Commits on this connection return before their WAL reaches disk (PostgreSQL ``synchronous_commit
+    = off`` for the session; visible at once, durable within ~3 x ``wal_writer_delay``). No-op on SQLite."""
     conn = _connection(session)
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+        conn.exec_driver_sql("SET synchronous_commit = off")
 
 
 def candle_to_row(c: Candle) -> dict[str, object]:
@@ -252,11 +278,6 @@ def load_candles_frame(
 
 
 _FRAME_COLUMNS = ["open_time", "open", "high", "low", "close", "volume"]
-# One binary COPY tuple: field count (int16), then per field a length (int32) and the value.
-_COPY_ROW = np.dtype([("fields", ">i2"), ("n0", ">i4"), ("open_time", ">i8"), ("n1", ">i4"), ("open", ">f8"),
-                      ("n2", ">i4"), ("high", ">f8"), ("n3", ">i4"), ("low", ">f8"), ("n4", ">i4"),
-                      ("close", ">f8"), ("n5", ">i4"), ("volume", ">f8")])
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 
 
 def _load_candles_frame_copy(conn: Connection, exchange: str, symbol: str, timeframe: Timeframe,
@@ -280,16 +301,8 @@ def _load_candles_frame_copy(conn: Connection, exchange: str, symbol: str, timef
             f"WHERE {' AND '.join(where)} ORDER BY open_time", values,
         ).decode()
         cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT binary)", buffer)
-    payload = buffer.getbuffer()
-    if bytes(payload[:11]) != _COPY_SIGNATURE:
-        raise ValueError("unexpected PostgreSQL binary COPY header")
-    extension = int.from_bytes(payload[15:19], "big")
-    start = 19 + extension
-    count = (len(payload) - start - 2) // _COPY_ROW.itemsize
-    rows = np.frombuffer(payload, dtype=_COPY_ROW, count=count, offset=start)
-    frame = pd.DataFrame({name: rows[name].astype(np.int64 if name == "open_time" else np.float64)
-                          for name in _FRAME_COLUMNS})
-    del rows, payload
+    columns = pgcopy.decode(buffer.getbuffer(), [">i8", ">f8", ">f8", ">f8", ">f8", ">f8"])
+    frame = pd.DataFrame(dict(zip(_FRAME_COLUMNS, columns, strict=True)))
     return frame
 
 
@@ -335,18 +348,10 @@ def count_trades(session: Session, exchange: str | None = None, symbol: str | No
 
 
 def prune_trades(session: Session, older_than: datetime) -> int:
-    """Delete raw trades with ``ts`` before ``older_than`` (the plain-PostgreSQL/SQLite retention job).
-
-    Market by market, so each delete walks the ``(exchange, symbol, ts)`` index; the markets are
-    those with candles (the collector stores a market's candles with its trades).
-    """
-    markets = session.execute(select(CandleRow.exchange, CandleRow.symbol).distinct()).all()
-    deleted = 0
-    for exchange, symbol in markets:
-        result = session.execute(delete(TradeRow).where(
-            TradeRow.exchange == exchange, TradeRow.symbol == symbol, TradeRow.ts < older_than))
-        deleted += int(result.rowcount or 0)
-    return deleted
+    """Delete raw trades with ``ts`` before ``older_than`` (the plain-PostgreSQL/SQLite retention job;
+    one range delete through the ``ts`` index, BRIN on PostgreSQL)."""
+    result = session.execute(delete(TradeRow).where(TradeRow.ts < older_than))
+    return int(result.rowcount or 0)
 
 
 def retention_cutoff(now: datetime, days: int) -> datetime:

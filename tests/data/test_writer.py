@@ -105,3 +105,45 @@ def test_a_database_outage_is_survived_without_losing_what_the_buffer_holds_and_
     assert [c.open_time_ms for c in candles] == [T0 + i * M for i in range(6)] and trades == 5000
     assert [c.open_time_ms for c in published] == [T0 + i * M for i in range(6)]  # each published once
     assert events == ["WARNING", "INFO"]
+
+
+def test_commits_a_server_crash_may_have_lost_are_written_again_and_not_published_twice(pg_clean: str) -> None:
+    """Commits don't wait for the disk, so a PostgreSQL crash can lose the last ones. Simulated here:
+    the rows written are deleted behind the writer's back and its connections are terminated (what a
+    crash does to them). The next write fails; the writer writes the recent batches again."""
+    import psycopg2
+
+    published: list[Candle] = []
+
+    def crash_losing_recent_commits() -> None:
+        with psycopg2.connect(pg_clean) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM candles")
+            cur.execute("DELETE FROM trades")
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        conn.close()
+
+    async def main() -> None:
+        engine = make_engine(pg_clean)
+        writer = StorageWriter(engine, flush_interval=0.05, retry_base=0.05,
+                               on_stored=lambda cs: published.extend(cs) or None)  # type: ignore[func-returns-value]
+        assert not writer.durable_commits and writer.rewrite_window > 0
+        stop = asyncio.Event()
+        task = asyncio.create_task(writer.run(stop))
+        writer.add_candles([candle(0), candle(1), candle(2)])
+        writer.add_trades("BTC-USDT", [wire(i) for i in range(100)])
+        await until(lambda: writer.stats.trades_written == 100 and writer.stats.candles_written == 3)
+        await asyncio.to_thread(crash_losing_recent_commits)
+        writer.add_candles([candle(3)])
+        writer.add_trades("BTC-USDT", [wire(i) for i in range(100, 120)])
+        await until(lambda: writer.stats.candles_written == 4 and writer.stats.trades_written == 120)
+        await until(lambda: not writer._trades_pending and not writer._candles_pending)
+        assert writer.stats.candles_rewritten == 3 and writer.stats.trades_rewritten == 100
+        stop.set()
+        await task
+        engine.dispose()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    candles, trades = stored(pg_clean)
+    assert [c.open_time_ms for c in candles] == [T0 + i * M for i in range(4)] and trades == 120
+    assert [c.open_time_ms for c in published] == [T0 + i * M for i in range(4)]  # each once, in order

@@ -79,3 +79,65 @@ def test_retention_job_deletes_only_old_raw_trades(db_url: str) -> None:
     engine.dispose()
     assert deleted == 1
     assert [t.trade_id for t in left] == [2]
+
+
+# Values whose decimal text is long or unusual: a bulk path must store the same doubles.
+AWKWARD = [0.1 + 0.2, 1e-9, 123_456.789_012_345_6, 5e-324, 1.25e300, 42.0]
+
+
+def test_large_batches_take_the_bulk_path_and_round_trip_exactly(db_url: str) -> None:
+    """More than 200 candles (the PostgreSQL COPY path): several markets and timeframes, shuffled,
+    one candle twice (the later wins), times before and after 2000-01-01; then a revision batch."""
+    import random
+
+    engine = make_engine(db_url)
+    factory = make_session_factory(engine)
+    expected: dict[tuple[str, str, int], Candle] = {}
+    batch: list[Candle] = []
+    for symbol in ("BTC-USDT", "ETH-USDT", "A-USDC"):
+        for timeframe in (Timeframe.M1, Timeframe.H1):
+            for i in range(150):
+                t = 946_684_800_000 + (i - 75) * timeframe.ms  # straddles the PostgreSQL epoch
+                x = AWKWARD[i % len(AWKWARD)]
+                c = Candle("okx", symbol, timeframe, t, x, x * 2 + i + 1, x / 3, x + i, i * x, x, x / 7, i)
+                batch.append(c)
+                expected[(symbol, timeframe.value, t)] = c
+    twice = Candle("okx", "BTC-USDT", Timeframe.M1, batch[3].open_time_ms, 1.0, 2.0, 0.5, 1.5, 9.0, 13.5, 4.0, 7)
+    batch.append(twice)
+    expected[("BTC-USDT", "1m", twice.open_time_ms)] = twice
+    random.Random(7).shuffle(batch)
+    revised = [Candle(c.exchange, c.symbol, c.timeframe, c.open_time_ms, c.open, c.high + 1, c.low, c.close + 1, c.volume,
+                      c.quote_volume, c.buy_volume, c.trade_count + 1) for c in batch[:250]]
+    with session_scope(factory) as s:
+        assert market.upsert_candles(s, batch) == 900
+    with session_scope(factory) as s:
+        assert market.upsert_candles(s, batch) == 900  # unchanged: stored as they were
+        assert market.upsert_candles(s, revised) == len({(c.symbol, c.timeframe, c.open_time_ms) for c in revised})
+    for c in revised:
+        expected[(c.symbol, c.timeframe.value, c.open_time_ms)] = c
+    with session_scope(factory) as s:
+        stored = [c for symbol in ("A-USDC", "BTC-USDT", "ETH-USDT") for tf in (Timeframe.M1, Timeframe.H1)
+                  for c in market.get_candles(s, "okx", symbol, tf)]
+    engine.dispose()
+    assert len(stored) == 900
+    assert stored == [expected[(c.symbol, c.timeframe.value, c.open_time_ms)] for c in stored]
+    assert {(c.symbol, c.timeframe.value, c.open_time_ms) for c in stored} == set(expected)
+
+
+def test_large_trade_batches_round_trip_and_are_stored_once(db_url: str) -> None:
+    import random
+
+    engine = make_engine(db_url)
+    factory = make_session_factory(engine)
+    rows = [("okx", symbol, 10_000 + i, 1_700_000_000_000 + i * 7, AWKWARD[i % len(AWKWARD)], 0.001 * (i + 1),
+             "buy" if i % 3 else "sell") for symbol in ("ETH-USDT", "BTC-USDT") for i in range(600)]
+    shuffled = rows + rows[:50]
+    random.Random(3).shuffle(shuffled)
+    with session_scope(factory) as s:
+        assert market.insert_trade_rows(s, shuffled) == 1200
+    with session_scope(factory) as s:
+        assert market.insert_trade_rows(s, rows[::-1]) == 0
+        stored = market.get_trades(s, "okx", "BTC-USDT") + market.get_trades(s, "okx", "ETH-USDT")
+    engine.dispose()
+    assert [(t.exchange, t.symbol, t.trade_id, t.ts_ms, t.price, t.size, t.side.value) for t in stored] == (
+        [r for r in rows if r[1] == "BTC-USDT"] + [r for r in rows if r[1] == "ETH-USDT"])
