@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from config.settings import load_settings
 from database.engine import make_engine
 from database.models import Base

@@ -215,6 +215,7 @@ class Collector:
             "trades_dropped": w.trades_dropped, "outage_since_ms": w.outage_since_ms,
             "last_error": w.last_error, "last_write_ms": w.last_write_ms or None,
             "candles_rewritten": w.candles_rewritten, "trades_rewritten": w.trades_rewritten,
+            "unflushed_batches": self.writer.unflushed,
         })
         b = self.bus.stats
         p = self.publisher.stats

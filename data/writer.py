@@ -9,8 +9,10 @@ everything the buffers hold is retried until written.
 Commits don't wait for the disk by default (PostgreSQL ``synchronous_commit=off``: visible at once,
 on disk within ~0.6 s), which takes a closed candle's round trip off the WAL flush. What that risks —
 a PostgreSQL crash losing the last fraction of a second of commits — is closed by idempotence: the
-writer keeps what it wrote in the last ``rewrite_window`` seconds and, after any failed write (a
-crashed server always breaks the connection), writes it again (and publishes nothing twice).
+writer keeps each written batch until the server's WAL flush position has passed it (a cheap probe,
+every ``durability_poll`` seconds, on a connection of its own) and, after any failed write or probe
+(a crashed server always breaks the connection), writes what it kept again (and publishes nothing
+twice). On stop it waits (bounded) for its last commits to reach the disk.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,15 +38,18 @@ from data.okx.frames import WireTrade
 from database.engine import make_session_factory, session_scope
 from database.repositories.market import (
     CANDLES_PER_STATEMENT,
+    flush_wal,
     insert_trade_rows,
     prune_trades,
     relax_commit_durability,
     retention_cutoff,
     upsert_candles,
+    wal_positions,
 )
 from database.timescale import uses_timescale
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TRADE_BATCH = 50_000
 
@@ -78,6 +84,15 @@ class WriterStats:
     trades_rewritten: int = 0
 
 
+@dataclass(slots=True)
+class _Unflushed:
+    """A written batch whose commit may not be on disk yet; ``lsn``: a WAL position at or past its
+    commit record (None until probed)."""
+
+    batch: list = field(default_factory=list)  # type: ignore[type-arg]
+    lsn: int | None = None
+
+
 class StorageWriter:
     """Buffer and write; run :meth:`run` until ``stop``, which flushes what is left (bounded by
     ``final_flush_timeout``)."""
@@ -87,15 +102,17 @@ class StorageWriter:
                  trade_high_water: int = 50_000,
                  retry_base: float = 0.25, retry_cap: float = 5.0, trade_retention_days: int | None = None,
                  final_flush_timeout: float = 10.0, durable_commits: bool = False,
-                 rewrite_window: float = 5.0,
+                 durability_poll: float = 0.2,
                  gil_switch_interval: float | None = 0.0005,
                  on_stored: Callable[[list[Candle]], None] | None = None,
                  on_event: Callable[[str, str, dict[str, object]], None] | None = None) -> None:
         self._factory = make_session_factory(engine)
         self._connections: dict[str, Connection] = {}
         # One thread per loop: few malloc arenas (memory), and each connection stays on its thread.
+        # Only commits that don't wait for the disk can be lost by a server crash (SQLite's can't).
+        self.tracks_unflushed = not durable_commits and engine.dialect.name == "postgresql"
         self._threads = {kind: ThreadPoolExecutor(1, thread_name_prefix=f"writer-{kind}")
-                         for kind in ("candles", "trades")}
+                         for kind in ("candles", "trades", *(("wal",) if self.tracks_unflushed else ()))}
         self._engine = engine
         self.exchange = exchange
         self.store_trades = store_trades
@@ -113,10 +130,9 @@ class StorageWriter:
         self.trade_retention_days = trade_retention_days
         self.final_flush_timeout = final_flush_timeout
         self.durable_commits = durable_commits
-        # Only commits that don't wait for the disk can be lost by a server crash (SQLite's can't).
-        self.rewrite_window = rewrite_window if not durable_commits and engine.dialect.name == "postgresql" else 0.0
-        self._written_candles: deque[tuple[float, list[Candle]]] = deque()
-        self._written_trades: deque[tuple[float, list[tuple[str, Sequence[WireTrade]]]]] = deque()
+        self.durability_poll = durability_poll
+        self._written_candles: deque[_Unflushed] = deque()
+        self._written_trades: deque[_Unflushed] = deque()
         self._rewrite_candles: list[Candle] = []
         self._rewrite_trades: list[tuple[str, Sequence[WireTrade]]] = []
         self.gil_switch_interval = gil_switch_interval
@@ -129,6 +145,8 @@ class StorageWriter:
         self._candle_ready = asyncio.Event()
         self._candle_failures = 0
         self._trade_failures = 0
+        self._failures_in_row = 0  # any loop's; reset by any success
+        self._first_failure_ms = 0
         self._candle_lock = asyncio.Lock()
         self._trade_lock = asyncio.Lock()
         self._newest_trade_ms = 0
@@ -182,10 +200,14 @@ class StorageWriter:
         loops = [asyncio.create_task(self._candle_loop(stop), name="writer candles")]
         if self.store_trades:
             loops.append(asyncio.create_task(self._trade_loop(stop), name="writer trades"))
+        probe = asyncio.create_task(self._durability_loop(stop), name="writer wal") if self.tracks_unflushed else None
         try:
             await asyncio.gather(*loops)
+            if probe is not None:
+                await probe
+                await self._wait_on_disk()
         finally:
-            for task in loops:
+            for task in [*loops, *([probe] if probe else [])]:
                 task.cancel()
             loop = asyncio.get_running_loop()
             for kind, pool in self._threads.items():
@@ -289,14 +311,55 @@ class StorageWriter:
             self.on_stored(candles)
         return True
 
-    def _remember(self, written: deque[tuple[float, list]], batch: list) -> None:  # type: ignore[type-arg]
-        """Keep a written batch for ``rewrite_window`` seconds (see the module docstring)."""
-        if not self.rewrite_window or not batch:
+    def _remember(self, written: deque[_Unflushed], batch: list) -> None:  # type: ignore[type-arg]
+        """Keep a written batch until its commit is on disk (see the module docstring)."""
+        if self.tracks_unflushed and batch:
+            written.append(_Unflushed(batch))
+
+    @property
+    def unflushed(self) -> int:
+        """Batches written but maybe not on disk yet."""
+        return len(self._written_candles) + len(self._written_trades)
+
+    async def _durability_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.durability_poll)
+            except TimeoutError:
+                pass
+            if self.unflushed and not stop.is_set():
+                await self._release_flushed()
+
+    async def _wait_on_disk(self) -> None:
+        """After the final flush: put the last commits on disk before the process ends."""
+        if not self.unflushed:
             return
-        now = time.monotonic()
-        written.append((now, batch))
-        while written and now - written[0][0] > self.rewrite_window:
-            written.popleft()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._threads["wal"], self._run, "wal", flush_wal)
+        except DB_ERRORS as exc:
+            self._failed(exc)
+            log.warning("writer: the last commits may not be on disk", extra={"error": self.stats.last_error})
+            return
+        self._written_candles.clear()  # all committed before the flush
+        self._written_trades.clear()
+
+    async def _release_flushed(self) -> bool:
+        """Probe the WAL positions; forget the batches now on disk. False if the probe failed."""
+        probed = [entry for queue in (self._written_candles, self._written_trades) for entry in queue
+                  if entry.lsn is None]  # all committed before the probe starts
+        try:
+            inserted, flushed = await asyncio.get_running_loop().run_in_executor(
+                self._threads["wal"], lambda: self._run("wal", wal_positions, one_statement=True))
+        except DB_ERRORS as exc:
+            self._failed(exc)
+            return False
+        self._failures_in_row = 0
+        for entry in probed:
+            entry.lsn = inserted
+        for queue in (self._written_candles, self._written_trades):
+            while queue and queue[0].lsn is not None and queue[0].lsn <= flushed:
+                queue.popleft()
+        return True
 
     def _connection(self, kind: str, autocommit: bool) -> Connection:
         """A long-lived connection per loop and mode (no pool checkout or pre-ping per write); dropped
@@ -313,7 +376,7 @@ class StorageWriter:
             self._connections[key] = conn
         return conn
 
-    def _run(self, kind: str, write: Callable[[Connection], object], *, one_statement: bool = False) -> None:
+    def _run(self, kind: str, write: Callable[[Connection], T], *, one_statement: bool = False) -> T:
         """Run ``write`` in a transaction — or, on PostgreSQL, when ``write`` is one statement (atomic by
         itself), in autocommit mode: one round trip instead of three (BEGIN, statement, COMMIT), which
         is what a closed candle's latency is made of."""
@@ -322,17 +385,18 @@ class StorageWriter:
         conn = self._connection(kind, autocommit)
         try:
             if autocommit:
-                write(conn)
+                result = write(conn)
                 conn.commit()  # ends SQLAlchemy's bookkeeping only: the statement committed itself
             else:
                 with conn.begin():
-                    write(conn)
+                    result = write(conn)
         except BaseException:
             self._connections.pop(key, None)
             with contextlib.suppress(Exception):
                 conn.invalidate()
                 conn.close()
             raise
+        return result
 
     def _close_connection(self, kind: str) -> None:
         for key in (kind, f"{kind}/autocommit"):
@@ -417,15 +481,23 @@ class StorageWriter:
         # The server may have crashed and taken the last commits with it: queue them again.
         for written, rewrite in ((self._written_candles, self._rewrite_candles),
                                  (self._written_trades, self._rewrite_trades)):
-            for _, batch in written:
-                rewrite.extend(batch)
+            for entry in written:
+                rewrite.extend(entry.batch)
             written.clear()
         if self._rewrite_candles:
             self._candle_ready.set()
         self.stats.last_error = str(exc).splitlines()[0][:300]
+        self._failures_in_row += 1
+        if self._failures_in_row == 1:
+            # Maybe only a connection that died while idle (in an outage already over): the retry,
+            # on a fresh connection, tells. Reported as an outage from the second failure in a row.
+            self._first_failure_ms = int(time.time() * 1000)
+            log.info("writer: a database call failed; retrying on a fresh connection",
+                     extra={"error": self.stats.last_error})
+            return
         if self.stats.db_ok:
             self.stats.db_ok = False
-            self.stats.outage_since_ms = int(time.time() * 1000)
+            self.stats.outage_since_ms = self._first_failure_ms
             log.warning("writer: database write failed; buffering and retrying",
                         extra={"error": self.stats.last_error})
             if self.on_event is not None:
@@ -434,6 +506,7 @@ class StorageWriter:
 
     def _succeeded(self) -> None:
         self.stats.last_write_ms = int(time.time() * 1000)
+        self._failures_in_row = 0
         if not self.stats.db_ok:
             down_ms = self.stats.last_write_ms - (self.stats.outage_since_ms or self.stats.last_write_ms)
             self.stats.db_ok = True

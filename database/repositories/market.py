@@ -14,10 +14,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 from operator import attrgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, CursorResult, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -28,6 +28,7 @@ from database.models import CandleRow, Instrument, TradeRow
 
 if TYPE_CHECKING:  # pandas is imported where a frame is built: the collector never loads it
     import pandas as pd
+    import psycopg2.extensions
 
 CANDLE_COLUMNS = (
     "exchange", "symbol", "timeframe", "open_time", "open", "high", "low", "close",
@@ -54,7 +55,7 @@ def _bulk_write(conn: Connection, table: str, columns: Sequence[str], payload: b
     """
     import psycopg2.errors
 
-    raw = conn.connection.dbapi_connection
+    raw = cast("psycopg2.extensions.connection", conn.connection.dbapi_connection)
     assert raw is not None
     names = ", ".join(columns)
     with raw.cursor() as cur:
@@ -198,6 +199,21 @@ def relax_commit_durability(session: Session | Connection) -> None:
         conn.exec_driver_sql("SET synchronous_commit = off")
 
 
+def wal_positions(conn: Connection) -> tuple[int, int]:
+    """PostgreSQL's WAL positions as byte offsets: (inserted, flushed to disk). A commit that returned
+    before ``inserted`` was read is durable once ``flushed`` reaches that value."""
+    row = conn.exec_driver_sql(
+        "SELECT pg_current_wal_insert_lsn() - '0/0', pg_current_wal_flush_lsn() - '0/0'").one()
+    return int(row[0]), int(row[1])
+
+
+def flush_wal(conn: Connection) -> None:
+    """Put everything this server has committed on disk now: a transaction with an id, committed
+    synchronously, flushes the WAL up to its own commit record. Run it in a transaction of its own."""
+    conn.exec_driver_sql("SET LOCAL synchronous_commit = on")
+    conn.exec_driver_sql("SELECT pg_current_xact_id()")
+
+
 def candle_to_row(c: Candle) -> dict[str, object]:
     return {
         "exchange": c.exchange, "symbol": c.symbol, "timeframe": c.timeframe.value,
@@ -284,7 +300,7 @@ def _load_candles_frame_copy(conn: Connection, exchange: str, symbol: str, timef
                              start_ms: int | None, end_ms: int | None) -> pd.DataFrame:
     import pandas as pd
 
-    raw = conn.connection.dbapi_connection
+    raw = cast("psycopg2.extensions.connection", conn.connection.dbapi_connection)
     assert raw is not None
     where = ["exchange = %(exchange)s", "symbol = %(symbol)s", "timeframe = %(timeframe)s"]
     values: dict[str, object] = {"exchange": exchange, "symbol": symbol, "timeframe": timeframe.value}
@@ -350,7 +366,7 @@ def count_trades(session: Session, exchange: str | None = None, symbol: str | No
 def prune_trades(session: Session, older_than: datetime) -> int:
     """Delete raw trades with ``ts`` before ``older_than`` (the plain-PostgreSQL/SQLite retention job;
     one range delete through the ``ts`` index, BRIN on PostgreSQL)."""
-    result = session.execute(delete(TradeRow).where(TradeRow.ts < older_than))
+    result = cast("CursorResult[tuple[()]]", session.execute(delete(TradeRow).where(TradeRow.ts < older_than)))
     return int(result.rowcount or 0)
 
 

@@ -138,7 +138,8 @@ def test_signals_of_a_replay_run_are_in_the_signals_table_and_on_the_real_redis(
                           "high": [c.high for c in candles], "low": [c.low for c in candles],
                           "close": [c.close for c in candles], "volume": [c.volume for c in candles]})
     codes = create_strategy("sma_cross", {"fast": 3, "slow": 8}).generate_signals(frame)
-    vectorised = {c.open_time_ms: ("BUY" if code > 0 else "SELL") for c, code in zip(candles, codes) if code}
+    vectorised = {c.open_time_ms: ("BUY" if code > 0 else "SELL")
+                  for c, code in zip(candles, codes, strict=True) if code}
     assert len(in_db) >= 20, in_db
     # every stored signal is the vectorised verdict on the stored candles, and Redis carried the same ones
     assert all(vectorised.get(t) == kind for t, kind in in_db), [x for x in in_db if vectorised.get(x[0]) != x[1]]

@@ -106,8 +106,8 @@ def test_large_batches_take_the_bulk_path_and_round_trip_exactly(db_url: str) ->
     batch.append(twice)
     expected[("BTC-USDT", "1m", twice.open_time_ms)] = twice
     random.Random(7).shuffle(batch)
-    revised = [Candle(c.exchange, c.symbol, c.timeframe, c.open_time_ms, c.open, c.high + 1, c.low, c.close + 1, c.volume,
-                      c.quote_volume, c.buy_volume, c.trade_count + 1) for c in batch[:250]]
+    revised = [Candle(c.exchange, c.symbol, c.timeframe, c.open_time_ms, c.open, c.high + 1, c.low, c.close + 1,
+                      c.volume, c.quote_volume, c.buy_volume, c.trade_count + 1) for c in batch[:250]]
     with session_scope(factory) as s:
         assert market.upsert_candles(s, batch) == 900
     with session_scope(factory) as s:

@@ -1,5 +1,5 @@
-"""What the fault tests share: free ports, an asyncio loop in a thread, a private redis-server,
-waits that always end, and the replayed market every platform run trades on.
+"""What the fault tests share: free ports, an asyncio loop in a thread, a private redis-server and
+PostgreSQL cluster, waits that always end, and the replayed market every platform run trades on.
 
 The market is a trade tape synthesised (``data.replay.synth``) from real OKX BTC-USDT-SWAP 1m
 candles of ``tests/fixtures``: the first ``HISTORY`` minutes are stored before a run starts (what
@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -126,6 +127,70 @@ class RedisProcess:
 
     def close(self) -> None:
         self.kill()
+
+
+class PostgresProcess:
+    """A private PostgreSQL cluster (``initdb`` in a directory of its own, never the shared server) on
+    a free loopback port, that can be crashed (``pg_ctl stop -m immediate``: no shutdown checkpoint,
+    WAL buffers lost) and started again. Run as the ``postgres`` user when the tests run as root."""
+
+    def __init__(self, **settings: str) -> None:
+        self.port = free_port()
+        self.home = Path(tempfile.mkdtemp(prefix="tcp-pg-"))  # outside pytest's 0700 tmp: the owner must reach it
+        self.data = self.home / "data"
+        self.settings = {"listen_addresses": "'127.0.0.1'", "port": str(self.port),
+                         "unix_socket_directories": f"'{self.data}'", "fsync": "on", **settings}
+        self.bin = Path(_pg_bindir())
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_owner(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        done = subprocess.run([*prefix, *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert done.returncode == 0, f"{' '.join(command)} failed: {done.stderr.strip()}"
+
+    def init(self) -> None:
+        self.home.chmod(0o755)
+        self.data.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.data, "postgres", "postgres")
+        self._as_owner(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                       "--no-sync")
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.writelines(f"{key} = {value}\n" for key, value in self.settings.items())
+
+    @property
+    def socket_url(self) -> str:
+        """The same server through its Unix socket (reachable while TCP is off, see :meth:`start`)."""
+        return f"postgresql://postgres@/postgres?host={self.data}&port={self.port}"
+
+    def start(self, tcp: bool = True) -> None:
+        """Start (after a crash: recover first); ``tcp=False`` listens on the Unix socket only."""
+        options = [] if tcp else ["-o", "-c listen_addresses=''"]
+        self._as_owner(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.data / "server.log"),
+                       *options, "-w", "-t", "60", "start")
+
+    def stop(self) -> None:
+        self._as_owner(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def crash(self) -> None:
+        self._as_owner(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def close(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.crash()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def _pg_bindir() -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return str(found[-1].parent)
+    initdb = shutil.which("initdb")
+    assert initdb, "PostgreSQL's server binaries (initdb, pg_ctl) are not installed"
+    return str(Path(initdb).parent)
 
 
 # ---------------------------------------------------------------------------- the replayed market
