@@ -211,7 +211,30 @@ def rss(symbols: int = 50) -> None:
           f"candles stored at --speed 0: RSS {final / 2**20:.0f} MB at the end, {peak / 2**20:.0f} MB peak (sampled)")
 
 
+def idle(seconds: float = 20.0) -> None:
+    """RSS of a collector following one symbol at live speed, through ``main.py`` and ``-m data``."""
+    db = Database()
+    sizes = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            replay, ws, rest = start_replay(["--tape", str(TAPE), "--symbol", "BTC-USDT", "--speed", "1"], tmp)
+            try:
+                for entry in (("main.py",), ("-m", "data")):
+                    collect = start_collect(db.url, "BTC-USDT", ws, rest, tmp, entry=entry)
+                    time.sleep(seconds)
+                    sizes[" ".join(entry)] = psutil.Process(collect.pid).memory_info().rss
+                    collect.terminate()
+                    collect.wait(60)
+            finally:
+                replay.terminate()
+                replay.wait(30)
+    finally:
+        db.drop()
+    print(f"idle: one symbol at live speed after {seconds:.0f} s, RSS: " + ", ".join(
+        f"`python {entry} collect` {rss / 2**20:.0f} MB" for entry, rss in sizes.items()))
+
+
 if __name__ == "__main__":
-    parts = sys.argv[1:] or ["throughput", "latency", "rss"]
+    parts = sys.argv[1:] or ["throughput", "latency", "rss", "idle"]
     for part in parts:
-        {"throughput": throughput, "latency": latency, "rss": rss}[part]()
+        {"throughput": throughput, "latency": latency, "rss": rss, "idle": idle}[part]()

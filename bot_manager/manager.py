@@ -55,6 +55,7 @@ class _Bot:
     status: BotStatus
     last_ms: int | None
     position: dict[str, Any] | None
+    fresh: bool = False  # has never processed a candle: starts with the first one seen live
 
     @property
     def fed(self) -> bool:
@@ -123,10 +124,11 @@ class BotManager:
         elif engine.history > market.window.keep:
             market.window.set_keep(engine.history)
         last_ms = None if row.last_candle_time is None else datetime_to_ms(row.last_candle_time)
-        if last_ms is None:  # never ran: start with the next candle, never trade the past
+        fresh = last_ms is None
+        if fresh:  # never ran: start with the next candle, never trade the past
             last_ms = market_repo.latest_candle_time_ms(session, *key)
         position = bots_repo.open_position(session, row.id)
-        bot = _Bot(row.id, row.name, engine, status, last_ms, _position_dict(position))
+        bot = _Bot(row.id, row.name, engine, status, last_ms, _position_dict(position), fresh)
         market.bots[row.name] = bot
         self.portfolio.add(row.name, engine.broker.equity(), engine.broker.exposure())
         return bot
@@ -211,7 +213,7 @@ class BotManager:
             out += self._catch_up(market, until_ms=candle.open_time_ms)
             if market.window.last_time is not None and candle.open_time_ms <= market.window.last_time:
                 return out
-        return out + self._process(market, candle.open_time_ms, _ohlcv(candle))
+        return out + self._process(market, candle.open_time_ms, _ohlcv(candle), backfilled=candle.backfilled)
 
     def _catch_up(self, market: _Market, until_ms: int | None = None) -> list[Publication]:
         """Reload the market's window from stored candles and process those the bots have not seen."""
@@ -235,7 +237,7 @@ class BotManager:
         return out
 
     def _process(self, market: _Market, t: int, ohlcv: tuple[float, float, float, float, float],
-                 ) -> list[Publication]:
+                 backfilled: bool = False) -> list[Publication]:
         market.window.add(t, ohlcv)
         self.candles_processed += 1
         bars: Bars | None = None
@@ -243,6 +245,10 @@ class BotManager:
         for bot in market.bots.values():
             if not bot.fed or (bot.last_ms is not None and t <= bot.last_ms):
                 continue
+            if bot.fresh and backfilled:  # history the collector fetched: warms the window, never traded
+                bot.last_ms = t
+                continue
+            bot.fresh = False
             if bot.engine.trading and bars is None:
                 bars = market.window.bars()
             outcome = bot.engine.process(t, *ohlcv, bars if bot.engine.trading else None, self.portfolio)

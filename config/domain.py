@@ -140,6 +140,9 @@ class Candle:
     buy_volume: float = 0.0
     trade_count: int = 0
     closed: bool = True
+    # Built from REST history by a repair (before the collector's stream started, or a gap after a
+    # reconnect), not seen live. A bus hint only: not stored, not compared.
+    backfilled: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.high < max(self.open, self.close) or self.low > min(self.open, self.close):

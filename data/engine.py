@@ -18,7 +18,7 @@ Outputs are collected and handed over by :meth:`CandleEngine.drain`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from config.domain import DEFAULT_TIMEFRAMES, Candle, Side, Timeframe, Trade
 from data.bars import MINUTE_MS, MinuteBar, RollingBucket
@@ -264,6 +264,7 @@ class CandleEngine:
         book.pending = None
         book.partial = None
         book.prev = None
+        first_out = len(self._out.closed)
         if book.final_through is None or not book.buckets:
             first = min(fetched, default=None)
             if first is None:
@@ -276,6 +277,10 @@ class CandleEngine:
         book.stats.repaired_minutes += len(fetched)
         still_live = book.cur is not None and book.cur.start == m1  # REST gave up before m1 completed
         self._advance(book, m1 if still_live else end)
+        closed = self._out.closed
+        for i in range(first_out, len(closed)):  # all over before the stream's first minute: history
+            if closed[i].close_time_ms <= m1:
+                closed[i] = replace(closed[i], backfilled=True)
         held, book.held = book.held, []
         for c in held:
             if c.open_time_ms >= book.final_through:  # type: ignore[operator]

@@ -25,7 +25,7 @@ def candle_to_message(c: Candle) -> dict[str, Any]:
         "exchange": c.exchange, "symbol": c.symbol, "timeframe": c.timeframe.value,
         "open_time_ms": c.open_time_ms, "open": c.open, "high": c.high, "low": c.low, "close": c.close,
         "volume": c.volume, "quote_volume": c.quote_volume, "buy_volume": c.buy_volume,
-        "trade_count": c.trade_count, "closed": c.closed,
+        "trade_count": c.trade_count, "closed": c.closed, "backfilled": c.backfilled,
     }
 
 
@@ -36,6 +36,7 @@ def candle_from_message(m: dict[str, Any]) -> Candle:
         low=float(m["low"]), close=float(m["close"]), volume=float(m["volume"]),
         quote_volume=float(m.get("quote_volume", 0.0)), buy_volume=float(m.get("buy_volume", 0.0)),
         trade_count=int(m.get("trade_count", 0)), closed=bool(m.get("closed", True)),
+        backfilled=bool(m.get("backfilled", False)),
     )
 
 

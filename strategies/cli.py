@@ -1,18 +1,23 @@
-"""``python main.py strategies [--json]``: every strategy with its parameters."""
+"""``python main.py strategies [--json]``: every strategy with its parameters.
+
+The strategy modules (pandas, TA-Lib) are imported when the command runs, not when ``main.py``
+builds its parser: ``python main.py collect`` never loads them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from strategies.base import BaseStrategy
-from strategies.builtin import BUILTIN
-from strategies.registry import SHIPPED_USER_DIR, discover, list_strategies
+if TYPE_CHECKING:
+    from strategies.base import BaseStrategy
 
 
 def describe(cls: type[BaseStrategy]) -> dict[str, Any]:
     """A JSON-ready description of one strategy class."""
+    from strategies.builtin import BUILTIN
+
     return {
         "name": cls.name,
         "builtin": cls in BUILTIN,
@@ -29,6 +34,8 @@ def describe(cls: type[BaseStrategy]) -> dict[str, Any]:
 
 
 def _print_text(classes: list[type[BaseStrategy]]) -> None:
+    from strategies.builtin import BUILTIN
+
     for cls in classes:
         origin = "built-in" if cls in BUILTIN else "user"
         print(f"{cls.name}  ({origin})")
@@ -42,6 +49,8 @@ def _print_text(classes: list[type[BaseStrategy]]) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
+    from strategies.registry import SHIPPED_USER_DIR, discover, list_strategies
+
     classes = list_strategies()
     errors = discover().errors
     if args.json:

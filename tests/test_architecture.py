@@ -59,3 +59,17 @@ def test_the_dashboard_never_talks_to_an_exchange() -> None:
 def test_the_checker_sees_a_violation() -> None:
     """Guard against a checker that passes vacuously: it must find imports in a real file."""
     assert "config.domain" in _imports(ROOT / "database" / "repositories" / "market.py")
+
+
+def test_building_the_command_line_loads_no_pandas_so_the_collector_stays_small() -> None:
+    """``python main.py collect`` builds the whole parser: no package's ``cli`` module may import the
+    analysis stack at import time (pandas alone is ~40 MB of the collector's RSS)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, main; main.build_parser(); "
+             "print(sorted(m for m in ('pandas', 'talib', 'plotly', 'dash') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

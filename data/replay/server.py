@@ -178,7 +178,7 @@ class ReplayServer:
     def market_ms(self, symbol: str) -> int:
         """The market time of ``symbol`` now (what REST considers complete is before it)."""
         runner = self._runners[symbol]
-        if not self._started.is_set():
+        if not self._started.is_set() or runner.anchor_wall == 0.0:  # its feed task has not anchored yet
             return runner.anchor_ts
         if self.speed == 0 or runner.end_wall is not None:
             return runner.speed_zero_ms

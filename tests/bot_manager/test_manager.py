@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import select
@@ -10,7 +11,7 @@ from sqlalchemy import select
 from bot_manager.config import PortfolioConfig
 from bot_manager.manager import BotManager
 from bot_manager.service import BotService
-from config.domain import Candle, Timeframe
+from config.domain import Candle, Timeframe, datetime_to_ms
 from data import messages, topics
 from data.bus import RedisBus
 from database.engine import session_scope
@@ -188,3 +189,52 @@ def test_a_halted_bot_resumed_by_the_service_trades_again_from_its_current_equit
         manager.on_candle(candle)
     summary = service.list_bots()[0]
     assert summary.status == "running" and summary.position_side == "long"  # bought the new rise, not re-killed
+
+
+def test_a_new_bot_warms_up_on_backfilled_history_and_trades_only_candles_seen_live(db_url: str) -> None:
+    """On an empty database the collector's start-up backfill (REST history, published with
+    ``backfilled``) reaches a bot that never ran: it fills the strategy window but is not traded,
+    even where the strategy says BUY. The first candle seen live is the bot's first."""
+    sessions = sessions_for(db_url)
+    BotService(sessions).create_bot(all_in("new"), start=True)
+    manager = BotManager(sessions)
+    manager.start()
+    assert manager.bots["new"].last_ms is None and manager.bots["new"].fresh
+    history = [replace(c, backfilled=True) for c in flat_candles([100.0] * 10 + [101.0, 102.0])]  # a BUY at 101
+    live = flat_candles([103.0, 100.0, 100.0, 100.0, 101.0, 102.0], start=T0 + 12 * MIN)  # a BUY at 101 again
+    for candle in history + live:
+        store_candles(sessions, [candle])
+        manager.on_candle(candle)
+    with session_scope(sessions) as session:
+        fills = session.scalars(select(Fill).order_by(Fill.ts)).all()
+    curve = BotService(sessions).bot_detail("new", equity_points=10_000).equity_curve
+    assert [t for t, _ in curve] == [c.open_time_ms for c in live]  # history never processed
+    buy_candle = live[4]
+    assert [(f.side, f.reason, datetime_to_ms(f.ts)) for f in fills] == [
+        ("buy", "signal BUY", buy_candle.open_time_ms + MIN)]  # filled at the next candle's open
+    assert not manager.bots["new"].fresh
+
+
+def test_a_bot_that_has_traded_processes_a_backfilled_gap_like_live_candles(db_url: str) -> None:
+    """After a restart (or a reconnect) the collector backfills the gap from REST: a bot that has
+    traded before processes those candles, so it ends where an uninterrupted run ends."""
+    sessions = sessions_for(db_url)
+    store_candles(sessions, flat_candles([100.0] * 10))
+    BotService(sessions).create_bot(all_in("running"), start=True)
+    manager = BotManager(sessions)
+    manager.start()
+    live = flat_candles([100.0, 100.0], start=T0 + 10 * MIN)
+    gap = [replace(c, backfilled=True) for c in flat_candles([101.0, 102.0, 102.0], start=T0 + 12 * MIN)]
+    for candle in live:
+        store_candles(sessions, [candle])
+        manager.on_candle(candle)
+    manager = BotManager(sessions)  # the platform restarted; its collector backfills the gap
+    manager.start()
+    for candle in gap:
+        store_candles(sessions, [candle])
+        manager.on_candle(candle)
+    with session_scope(sessions) as session:
+        fills = session.scalars(select(Fill).order_by(Fill.ts)).all()
+    curve = BotService(sessions).bot_detail("running", equity_points=10_000).equity_curve
+    assert [t for t, _ in curve] == [c.open_time_ms for c in live + gap]
+    assert [(f.side, datetime_to_ms(f.ts)) for f in fills] == [("buy", T0 + 13 * MIN)]

@@ -159,6 +159,13 @@ def test_a_reconnect_repairs_the_gap_from_rest_and_keeps_every_channel_in_order(
     assert [(c.open, c.high, c.low, c.close, c.volume) for c in ones] == [
         (c.open, c.high, c.low, c.close, c.volume) for c in expected_1m]
     assert_candles_match(fives, expected_candles(tape, Timeframe.M5), counts=False)
+    # What closed before the stream's first minute came from REST: marked for the bus (a new bot
+    # does not trade it); the first live minute and everything after it was seen live.
+    live_from = request.live_minute_ms
+    assert not any(c.backfilled for c in before)
+    assert [c.close_time_ms <= live_from for c in after] == [c.backfilled for c in after]
+    assert any(c.backfilled for c in after)
+    assert sum(c.backfilled for c in after) < len(after)
 
 
 def test_a_superseded_repair_is_ignored() -> None:

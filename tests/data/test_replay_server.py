@@ -128,3 +128,18 @@ def test_a_connection_that_never_subscribes_is_closed_after_the_idle_limit() -> 
             assert ws.close_code == 4000
 
     run(main)
+
+
+def test_market_time_is_the_tape_start_until_the_feed_has_anchored_its_clock() -> None:
+    """Between the first subscription and the first run of the feed's task (long on a busy machine)
+    the market time is where the tape starts, not one computed from a clock not yet set."""
+    tape = load()
+
+    async def main() -> None:
+        async with ReplayServer({SYMBOL: tape}, speed=12.0) as server:
+            server._started.set()  # what the first subscription does; the feed's task has not run yet
+            assert tape.first_ts - 1 <= server.market_ms(SYMBOL) <= tape.first_ts
+            await asyncio.sleep(0.05)  # anchored now: the clock moves from the tape's start
+            assert tape.first_ts <= server.market_ms(SYMBOL) < tape.first_ts + 60_000
+
+    run(main)
