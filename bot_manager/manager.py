@@ -232,8 +232,8 @@ class BotManager:
                 new = []
         market.window.seed(_bars(warm))
         out: list[Publication] = []
-        for candle in new:
-            out += self._process(market, candle.open_time_ms, _ohlcv(candle))
+        for candle in new:  # stored candles don't say whether they were seen live: a new bot skips them
+            out += self._process(market, candle.open_time_ms, _ohlcv(candle), backfilled=True)
         return out
 
     def _process(self, market: _Market, t: int, ohlcv: tuple[float, float, float, float, float],

@@ -66,6 +66,7 @@ def _db_errors() -> tuple[type[BaseException], ...]:
 
 
 DB_ERRORS = _db_errors()
+DB_ERRORS_OR_TIMEOUT: tuple[type[BaseException], ...] = (*DB_ERRORS, TimeoutError)
 
 
 @dataclass
@@ -145,8 +146,10 @@ class StorageWriter:
         self._candle_ready = asyncio.Event()
         self._candle_failures = 0
         self._trade_failures = 0
-        self._failures_in_row = 0  # any loop's; reset by any success
+        # Failures in a row per kind of call ("candles", "trades", "wal"); reset by that kind's success.
+        self._failures_in_row = {"candles": 0, "trades": 0, "wal": 0}
         self._first_failure_ms = 0
+        self._epoch = 0  # bumped by every failure: a write begun before it may have been lost with it
         self._candle_lock = asyncio.Lock()
         self._trade_lock = asyncio.Lock()
         self._newest_trade_ms = 0
@@ -283,38 +286,49 @@ class StorageWriter:
         loop = asyncio.get_running_loop()
         if self._rewrite_candles:  # written before a failure, maybe lost with it: write again, don't publish
             again = list(self._rewrite_candles)
+            epoch = self._epoch
             try:
                 await loop.run_in_executor(self._threads["candles"], self._upsert, again)
             except DB_ERRORS as exc:
                 self._candle_failures += 1
-                self._failed(exc)
+                self._failed(exc, "candles")
                 return False
             del self._rewrite_candles[:len(again)]
             self.stats.candles_rewritten += len(again)
+            self._remember(self._written_candles, self._rewrite_candles, again, epoch)
         batch = list(self._candles)
         candles = [c for c, _ in batch]
+        epoch = self._epoch
         if candles:
             try:
                 await loop.run_in_executor(self._threads["candles"], self._upsert, candles)
             except DB_ERRORS as exc:
                 self._candle_failures += 1
-                self._failed(exc)
+                self._failed(exc, "candles")
                 return False
         for entry in batch:
             if self._candles and self._candles[0] is entry:
                 self._candles.popleft()
         self._candle_failures = 0
         self.stats.candles_written += len(candles)
-        self._remember(self._written_candles, candles)
-        self._succeeded()
+        self._remember(self._written_candles, self._rewrite_candles, candles, epoch)
+        self._succeeded("candles")
         if self.on_stored is not None and candles:
             self.on_stored(candles)
         return True
 
-    def _remember(self, written: deque[_Unflushed], batch: list) -> None:  # type: ignore[type-arg]
-        """Keep a written batch until its commit is on disk (see the module docstring)."""
-        if self.tracks_unflushed and batch:
+    def _remember(self, written: deque[_Unflushed], rewrite: list, batch: list,  # type: ignore[type-arg]
+                  epoch: int) -> None:
+        """Keep a batch just written until its commit is on disk (see the module docstring) — or, if a
+        failure was seen while it was being written (the server may have crashed after its commit),
+        queue it to be written again, after what that failure queued (the newest version wins)."""
+        if not self.tracks_unflushed or not batch:
+            return
+        if epoch == self._epoch:
             written.append(_Unflushed(batch))
+        else:
+            rewrite.extend(batch)
+            self._candle_ready.set()
 
     @property
     def unflushed(self) -> int:
@@ -331,14 +345,17 @@ class StorageWriter:
                 await self._release_flushed()
 
     async def _wait_on_disk(self) -> None:
-        """After the final flush: put the last commits on disk before the process ends."""
+        """After the final flush: put the last commits on disk before the process ends (bounded by
+        ``final_flush_timeout``)."""
         if not self.unflushed:
             return
         try:
-            await asyncio.get_running_loop().run_in_executor(self._threads["wal"], self._run, "wal", flush_wal)
-        except DB_ERRORS as exc:
-            self._failed(exc)
-            log.warning("writer: the last commits may not be on disk", extra={"error": self.stats.last_error})
+            await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
+                self._threads["wal"], self._run, "wal", flush_wal), self.final_flush_timeout)
+        except DB_ERRORS_OR_TIMEOUT as exc:
+            log.warning("writer: the last commits may not be on disk",
+                        extra={"error": str(exc).splitlines()[0][:300] if str(exc) else "timeout",
+                               "batches": self.unflushed})
             return
         self._written_candles.clear()  # all committed before the flush
         self._written_trades.clear()
@@ -351,9 +368,9 @@ class StorageWriter:
             inserted, flushed = await asyncio.get_running_loop().run_in_executor(
                 self._threads["wal"], lambda: self._run("wal", wal_positions, one_statement=True))
         except DB_ERRORS as exc:
-            self._failed(exc)
+            self._failed(exc, "wal")
             return False
-        self._failures_in_row = 0
+        self._failures_in_row["wal"] = 0
         for entry in probed:
             entry.lsn = inserted
         for queue in (self._written_candles, self._written_trades):
@@ -416,14 +433,16 @@ class StorageWriter:
     async def _write_trades_locked(self) -> bool:
         if self._rewrite_trades:  # written before a failure, maybe lost with it: write again
             again = list(self._rewrite_trades)
+            epoch = self._epoch
             try:
                 await asyncio.get_running_loop().run_in_executor(self._threads["trades"], self._insert_trades, again)
             except DB_ERRORS as exc:
                 self._trade_failures += 1
-                self._failed(exc)
+                self._failed(exc, "trades")
                 return False
             del self._rewrite_trades[:len(again)]
             self.stats.trades_rewritten += sum(len(trades) for _, trades in again)
+            self._remember(self._written_trades, self._rewrite_trades, again, epoch)
         batch: list[tuple[str, Sequence[WireTrade]]] = []
         rows = 0
         for item in self._trades:
@@ -431,21 +450,22 @@ class StorageWriter:
             rows += len(item[1])
             if rows >= TRADE_BATCH:
                 break
+        epoch = self._epoch
         try:
             if batch:
                 await asyncio.get_running_loop().run_in_executor(self._threads["trades"], self._insert_trades, batch)
         except DB_ERRORS as exc:
             self._trade_failures += 1
-            self._failed(exc)
+            self._failed(exc, "trades")
             return False
-        self._remember(self._written_trades, batch)
+        self._remember(self._written_trades, self._rewrite_trades, batch, epoch)
         for entry in batch:
             if self._trades and self._trades[0] is entry:
                 self._trades.popleft()
                 self._trade_count -= len(entry[1])
         self._trade_failures = 0
         self.stats.trades_written += rows
-        self._succeeded()
+        self._succeeded("trades")
         if self._trade_count <= self.trade_high_water // 2:
             self.flow.set()
         return True
@@ -474,10 +494,11 @@ class StorageWriter:
         try:
             self.stats.pruned_trades += await asyncio.get_running_loop().run_in_executor(self._threads["trades"], prune)
         except DB_ERRORS as exc:
-            self._failed(exc)
+            self._failed(exc, "trades")
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, kind: str) -> None:
         self.flow.set()
+        self._epoch += 1
         # The server may have crashed and taken the last commits with it: queue them again.
         for written, rewrite in ((self._written_candles, self._rewrite_candles),
                                  (self._written_trades, self._rewrite_trades)):
@@ -487,13 +508,14 @@ class StorageWriter:
         if self._rewrite_candles:
             self._candle_ready.set()
         self.stats.last_error = str(exc).splitlines()[0][:300]
-        self._failures_in_row += 1
-        if self._failures_in_row == 1:
+        self._failures_in_row[kind] += 1
+        if self._failures_in_row[kind] == 1:
             # Maybe only a connection that died while idle (in an outage already over): the retry,
             # on a fresh connection, tells. Reported as an outage from the second failure in a row.
-            self._first_failure_ms = int(time.time() * 1000)
+            if self.stats.db_ok and max(self._failures_in_row.values()) == 1:
+                self._first_failure_ms = int(time.time() * 1000)
             log.info("writer: a database call failed; retrying on a fresh connection",
-                     extra={"error": self.stats.last_error})
+                     extra={"error": self.stats.last_error, "kind": kind})
             return
         if self.stats.db_ok:
             self.stats.db_ok = False
@@ -504,10 +526,10 @@ class StorageWriter:
                 self.on_event("WARNING", "database unavailable: buffering candles and trades",
                               {"error": self.stats.last_error})
 
-    def _succeeded(self) -> None:
+    def _succeeded(self, kind: str) -> None:
         self.stats.last_write_ms = int(time.time() * 1000)
-        self._failures_in_row = 0
-        if not self.stats.db_ok:
+        self._failures_in_row[kind] = 0
+        if not self.stats.db_ok and max(self._failures_in_row.values()) < 2:
             down_ms = self.stats.last_write_ms - (self.stats.outage_since_ms or self.stats.last_write_ms)
             self.stats.db_ok = True
             self.stats.outage_since_ms = None

@@ -208,10 +208,12 @@ def wal_positions(conn: Connection) -> tuple[int, int]:
 
 
 def flush_wal(conn: Connection) -> None:
-    """Put everything this server has committed on disk now: a transaction with an id, committed
-    synchronously, flushes the WAL up to its own commit record. Run it in a transaction of its own."""
+    """Put everything this server has committed on disk now: a transaction that writes WAL, committed
+    synchronously, flushes the WAL up to its own commit record. The write is a temporary table dropped
+    at commit (its catalog rows are WAL-logged; an xid alone, or a no-op statement, writes no WAL and
+    its commit would not wait). Run it in a transaction of its own."""
     conn.exec_driver_sql("SET LOCAL synchronous_commit = on")
-    conn.exec_driver_sql("SELECT pg_current_xact_id()")
+    conn.exec_driver_sql("CREATE TEMPORARY TABLE tcp_flush_wal (x int) ON COMMIT DROP")
 
 
 def candle_to_row(c: Candle) -> dict[str, object]:

@@ -54,8 +54,10 @@ async def until(predicate: Callable[[], bool], what: str, timeout: float = 30.0)
 
 @pytest.fixture
 def lazy_postgres() -> Iterator[PostgresProcess]:
+    # Nothing but the writer flushes the WAL: the WAL writer every 10 s, no autovacuum (its commits
+    # are synchronous), no checkpoint.
     server = PostgresProcess(wal_writer_delay="'10s'", wal_writer_flush_after="'64MB'",
-                             checkpoint_timeout="'1h'")
+                             checkpoint_timeout="'1h'", autovacuum="off")
     server.init()
     server.start()
     try:
@@ -78,7 +80,8 @@ def test_commits_lost_in_a_postgresql_crash_are_written_again_and_published_once
         assert writer.tracks_unflushed
         stop = asyncio.Event()
         task = asyncio.create_task(writer.run(stop))
-        # A first write: the WAL writer, idle until now, flushes it at once; the writer forgets it.
+        # A first write: flushed by the WAL writer (at once if it was idle, else within 10 s); the
+        # writer then forgets it.
         writer.add_candles([candle(0)])
         writer.add_trades("BTC-USDT", trades(0, 100))
         await until(lambda: writer.stats.trades_written == 100 and writer.stats.candles_written == 1
@@ -104,10 +107,13 @@ def test_commits_lost_in_a_postgresql_crash_are_written_again_and_published_once
         assert writer.stats.candles_rewritten == 2 and writer.stats.trades_rewritten == 200
         stop.set()
         await task
-        assert writer.unflushed == 0  # waited on stop until its last commits were on disk
+        assert writer.unflushed == 0
         engine.dispose()
 
     asyncio.run(asyncio.wait_for(main(), 120))
+    # The writer's last commit on stop was synchronous: a crash right after it loses nothing.
+    server.crash()
+    server.start()
     # The first write survived the crash; of the second (two commits, candles and trades, neither
     # known to be flushed) the crash took at least the one still in a partly filled WAL page.
     times, n = lost["after restart"]
