@@ -41,6 +41,7 @@ class Settings(BaseModel):
     replay_port: int = Field(8765, ge=0, le=65535, alias="REPLAY_PORT")
     store_raw_trades: bool = Field(True, alias="STORE_RAW_TRADES")
     trade_retention_days: int = Field(7, ge=1, le=3650, alias="TRADE_RETENTION_DAYS")
+    durable_commits: bool = Field(False, alias="DURABLE_COMMITS")
 
     dashboard_host: str = Field("127.0.0.1", alias="DASHBOARD_HOST")
     dashboard_port: int = Field(8050, ge=1, le=65535, alias="DASHBOARD_PORT")

@@ -63,6 +63,7 @@ async def run_market_data(settings: Settings, bus: Bus, stop: asyncio.Event, *,
         timeframes=tuple(settings.timeframes),
         store_trades=settings.store_raw_trades,
         trade_retention_days=settings.trade_retention_days,
+        durable_commits=settings.durable_commits,
     )
     await Collector(config, bus).run(stop)
 

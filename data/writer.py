@@ -144,8 +144,6 @@ class StorageWriter:
         self._trades: deque[tuple[str, Sequence[WireTrade]]] = deque()
         self._trade_count = 0
         self._candle_ready = asyncio.Event()
-        self._candle_failures = 0
-        self._trade_failures = 0
         # Failures in a row per kind of call ("candles", "trades", "wal"); reset by that kind's success.
         self._failures_in_row = {"candles": 0, "trades": 0, "wal": 0}
         self._first_failure_ms = 0
@@ -249,7 +247,7 @@ class StorageWriter:
                 stopper.cancel()
                 continue
             if not await self._write_candles():
-                await self._sleep_backoff(stop, self._candle_failures)
+                await self._sleep_backoff(stop, self._failures_in_row["candles"])
         await self.flush(self.final_flush_timeout)
 
     async def _trade_loop(self, stop: asyncio.Event) -> None:
@@ -263,7 +261,7 @@ class StorageWriter:
                 break
             while self._trades_pending and not stop.is_set():
                 if not await self._write_trades():
-                    await self._sleep_backoff(stop, self._trade_failures)
+                    await self._sleep_backoff(stop, self._failures_in_row["trades"])
                     break
             if self.trade_retention_days and time.monotonic() - last_prune > 3600:
                 last_prune = time.monotonic()
@@ -290,7 +288,6 @@ class StorageWriter:
             try:
                 await loop.run_in_executor(self._threads["candles"], self._upsert, again)
             except DB_ERRORS as exc:
-                self._candle_failures += 1
                 self._failed(exc, "candles")
                 return False
             del self._rewrite_candles[:len(again)]
@@ -303,13 +300,11 @@ class StorageWriter:
             try:
                 await loop.run_in_executor(self._threads["candles"], self._upsert, candles)
             except DB_ERRORS as exc:
-                self._candle_failures += 1
                 self._failed(exc, "candles")
                 return False
         for entry in batch:
             if self._candles and self._candles[0] is entry:
                 self._candles.popleft()
-        self._candle_failures = 0
         self.stats.candles_written += len(candles)
         self._remember(self._written_candles, self._rewrite_candles, candles, epoch)
         self._succeeded("candles")
@@ -437,7 +432,6 @@ class StorageWriter:
             try:
                 await asyncio.get_running_loop().run_in_executor(self._threads["trades"], self._insert_trades, again)
             except DB_ERRORS as exc:
-                self._trade_failures += 1
                 self._failed(exc, "trades")
                 return False
             del self._rewrite_trades[:len(again)]
@@ -455,7 +449,6 @@ class StorageWriter:
             if batch:
                 await asyncio.get_running_loop().run_in_executor(self._threads["trades"], self._insert_trades, batch)
         except DB_ERRORS as exc:
-            self._trade_failures += 1
             self._failed(exc, "trades")
             return False
         self._remember(self._written_trades, self._rewrite_trades, batch, epoch)
@@ -463,7 +456,6 @@ class StorageWriter:
             if self._trades and self._trades[0] is entry:
                 self._trades.popleft()
                 self._trade_count -= len(entry[1])
-        self._trade_failures = 0
         self.stats.trades_written += rows
         self._succeeded("trades")
         if self._trade_count <= self.trade_high_water // 2:

@@ -26,11 +26,12 @@ def test_defaults_give_the_embedded_setup() -> None:
 def test_values_are_read_and_typed() -> None:
     s = load_settings({"DATABASE_URL": "postgresql://u@h/db", "REDIS_URL": "redis://h:6379/1",
                        "DASHBOARD_PORT": "9000", "SYMBOLS": "BTC-USDT, SOL-USDT", "TIMEFRAMES": "1m,1h",
-                       "LOG_LEVEL": "debug", "TRADE_RETENTION_DAYS": "3"})
+                       "LOG_LEVEL": "debug", "TRADE_RETENTION_DAYS": "3", "DURABLE_COMMITS": "yes"})
     assert s.effective_database_url == "postgresql://u@h/db"
     assert s.dashboard_port == 9000 and s.symbols == ("BTC-USDT", "SOL-USDT")
     assert s.timeframes == (Timeframe.M1, Timeframe.H1) and s.log_level == "DEBUG"
-    assert s.trade_retention_days == 3
+    assert s.trade_retention_days == 3 and s.durable_commits is True
+    assert load_settings({}).durable_commits is False
 
 
 def test_env_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,7 +46,7 @@ def test_env_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: pyte
     ("variable", "value"),
     [("DASHBOARD_PORT", "eighty"), ("DASHBOARD_PORT", "70000"), ("REDIS_URL", "localhost:6379"),
      ("DATABASE_URL", "mysql://x"), ("TIMEFRAMES", "1m,7m"), ("OKX_WS_URL", "http://x"),
-     ("TRADE_RETENTION_DAYS", "0"), ("LOG_LEVEL", "LOUD")],
+     ("TRADE_RETENTION_DAYS", "0"), ("LOG_LEVEL", "LOUD"), ("DURABLE_COMMITS", "sometimes")],
 )
 def test_a_bad_value_names_the_variable(variable: str, value: str) -> None:
     with pytest.raises(SettingsError) as info:
