@@ -169,14 +169,16 @@ class PostgresProcess:
     def start(self, tcp: bool = True) -> None:
         """Start (after a crash: recover first); ``tcp=False`` listens on the Unix socket only."""
         options = [] if tcp else ["-o", "-c listen_addresses=''"]
-        self._as_owner(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.data / "server.log"),
-                       *options, "-w", "-t", "60", "start")
+        self._pg_ctl("-l", str(self.data / "server.log"), *options, "-t", "60", "start")
 
     def stop(self) -> None:
-        self._as_owner(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self._pg_ctl("-m", "fast", "stop")
 
     def crash(self) -> None:
-        self._as_owner(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self._pg_ctl("-m", "immediate", "stop")
+
+    def _pg_ctl(self, *args: str) -> None:
+        self._as_owner(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", *args)
 
     def close(self) -> None:
         if (self.data / "postmaster.pid").exists():
