@@ -175,8 +175,12 @@ class CandleEngine:
         book.resync = True
 
     def on_disconnected(self, symbol: str) -> None:
-        """The stream stopped: the clock no longer closes or finalises anything for ``symbol``."""
-        self._books[symbol].connected = False
+        """The stream stopped: the clock no longer closes or finalises anything for ``symbol``, and the
+        first trade seen after it (even one pushed before the new subscription's ack) starts a repair,
+        so a minute the old connection saw only partly is never closed with what it saw."""
+        book = self._books[symbol]
+        book.connected = False
+        book.resync = True
 
     def seed(self, symbol: str, minutes: Sequence[Candle], final_through_ms: int) -> None:
         """Start from stored history: every minute before ``final_through_ms`` is final and stored;

@@ -8,7 +8,8 @@ connection that joins later gets trades from the current market time on (like OK
 the socket; the gap is for REST). ``speed=0`` sends as fast as the slowest reader takes them.
 
 Fault controls for tests: :meth:`ReplayServer.drop_connections`, :meth:`send_raw`, :meth:`stall`,
-``refuse_subscriptions``, :meth:`fail_rest`, :meth:`pause`/:meth:`resume`.
+``refuse_subscriptions``, ``ack_delay`` (pushes before the subscribe ack), :meth:`fail_rest`,
+:meth:`pause`/:meth:`resume`.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class ReplayServer:
         self._app_runner: web.AppRunner | None = None
         self.port = 0
         self.refuse_subscriptions = False
+        self.ack_delay = 0.0  # > 0: subscribe acks are sent this late, trade pushes start at once
         self.stats = ReplayStats(trades_sent={s: 0 for s in self.feeds})
 
     # ------------------------------------------------------------------ lifecycle
@@ -317,10 +319,19 @@ class ReplayServer:
                 conn.symbols.add(symbol)
             else:
                 conn.symbols.discard(symbol)
-            await self._reply(conn, {"event": op, "arg": {"channel": "trades", "instId": symbol}}, req_id)
+            ack = {"event": op, "arg": {"channel": "trades", "instId": symbol}}
+            if op == "subscribe" and self.ack_delay > 0:  # pushes flow at once; the ack comes late
+                self._tasks.append(asyncio.create_task(self._late_reply(conn, ack, req_id, self.ack_delay)))
+                continue
+            await self._reply(conn, ack, req_id)
         self._subscribers_changed.set()
         if conn.symbols:
             self._started.set()
+
+    async def _late_reply(self, conn: _Conn, body: dict[str, object], req_id: object, delay: float) -> None:
+        await asyncio.sleep(delay)
+        with contextlib.suppress(Exception):
+            await self._reply(conn, body, req_id)
 
     async def _reply(self, conn: _Conn, body: dict[str, object], req_id: object = None) -> None:
         if req_id is not None:

@@ -76,6 +76,39 @@ def test_a_silent_stall_without_pong_is_detected_and_the_gap_backfilled(loop_thr
         run.close()
 
 
+def test_a_stall_that_lasts_past_the_reconnect_with_trades_pushed_before_the_ack_leaves_no_minute_short(
+        loop_thread: LoopThread) -> None:
+    """Nothing (no push, ack or pong) until the client gave up on the connection; on the new one the
+    market's trades arrive before the subscribe ack. Every minute touched by the gap is rewritten from
+    REST and the following ones are built: 1m and 5m equal the tape's, and health counts the repair."""
+    run = started_run(loop_thread)
+    try:
+        engine = run.collector.engine
+        repairs_before, repaired_before = engine.stats(SYMBOL).repairs, engine.stats(SYMBOL).repaired_minutes
+        loop_thread.call(lambda: run.server.stall(60.0))
+        wait_until(lambda: run.collector.stream.stats.reconnects >= 1, 20, "the pong timeout's reconnect",
+                   run.failed)
+
+        def release() -> None:
+            run.server.ack_delay = 0.5  # 5 market minutes of pushes before the ack, at 600x
+            run.server.stall(0)
+
+        loop_thread.call(release)
+        wait_until(lambda: run.collector.stream.state[SYMBOL] is StreamState.SUBSCRIBED, 20,
+                   "the late ack", run.failed)
+        sent_before_ack = loop_thread.call(lambda: run.server.stats.trades_sent[SYMBOL])
+        loop_thread.call(lambda: setattr(run.server, "ack_delay", 0.0))
+        finish(run, run.latest_minute() + 20 * MINUTE)
+        stats = engine.stats(SYMBOL)
+        assert sent_before_ack > 0 and stats.repairs > repairs_before
+        assert stats.unrepaired_minutes == 0
+        report = run.collector._health(1.0)[f"collector.okx.{SYMBOL}"][1]
+        assert report["unrepaired_minutes"] == 0 and report["gaps_backfilled"] >= 2
+        assert stats.repaired_minutes - repaired_before >= 10  # the stall: >= 2 s of wall time, 20 minutes
+    finally:
+        run.close()
+
+
 def end_stall_after_the_reconnect_subscribed(loop_thread: LoopThread, run: CollectorRun) -> None:
     """Wait for the pong timeout's reconnect and its subscribe request (which the stalled server ignores),
     then end the stall."""
