@@ -146,6 +146,10 @@ class StorageWriter:
         self._candle_ready = asyncio.Event()
         # Failures in a row per kind of call ("candles", "trades", "wal"); reset by that kind's success.
         self._failures_in_row = {"candles": 0, "trades": 0, "wal": 0}
+        # Set when another kind of call succeeds: cuts a loop's back-off short once the database
+        # answers again, so a loop asleep in a long back-off doesn't keep its buffer (and its stale
+        # failure count, which keeps the health ``down``) for up to ``retry_cap`` after the outage.
+        self._wake = {"candles": asyncio.Event(), "trades": asyncio.Event()}
         self._first_failure_ms = 0
         self._epoch = 0  # bumped by every failure: a write begun before it may have been lost with it
         self._candle_lock = asyncio.Lock()
@@ -247,7 +251,7 @@ class StorageWriter:
                 stopper.cancel()
                 continue
             if not await self._write_candles():
-                await self._sleep_backoff(stop, self._failures_in_row["candles"])
+                await self._sleep_backoff(stop, "candles")
         await self.flush(self.final_flush_timeout)
 
     async def _trade_loop(self, stop: asyncio.Event) -> None:
@@ -261,18 +265,22 @@ class StorageWriter:
                 break
             while self._trades_pending and not stop.is_set():
                 if not await self._write_trades():
-                    await self._sleep_backoff(stop, self._failures_in_row["trades"])
+                    await self._sleep_backoff(stop, "trades")
                     break
             if self.trade_retention_days and time.monotonic() - last_prune > 3600:
                 last_prune = time.monotonic()
                 await self._prune()
 
-    async def _sleep_backoff(self, stop: asyncio.Event, failures: int) -> None:
-        delay = min(self.retry_cap, self.retry_base * 2 ** min(failures, 10))
+    async def _sleep_backoff(self, stop: asyncio.Event, kind: str) -> None:
+        """Back off after a failure of ``kind``, until the delay ends, ``stop`` is set, or another
+        kind of call succeeds (the database is back: retry now)."""
+        delay = min(self.retry_cap, self.retry_base * 2 ** min(self._failures_in_row[kind], 10))
+        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(self._wake[kind].wait())]
         try:
-            await asyncio.wait_for(stop.wait(), delay)
-        except TimeoutError:
-            pass
+            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     # ------------------------------------------------------------------ writes
 
@@ -501,6 +509,8 @@ class StorageWriter:
             self._candle_ready.set()
         self.stats.last_error = str(exc).splitlines()[0][:300]
         self._failures_in_row[kind] += 1
+        if kind in self._wake:
+            self._wake[kind].clear()  # only a success after this failure cuts its back-off short
         if self._failures_in_row[kind] == 1:
             # Maybe only a connection that died while idle (in an outage already over): the retry,
             # on a fresh connection, tells. Reported as an outage from the second failure in a row.
@@ -521,6 +531,9 @@ class StorageWriter:
     def _succeeded(self, kind: str) -> None:
         self.stats.last_write_ms = int(time.time() * 1000)
         self._failures_in_row[kind] = 0
+        for other, wake in self._wake.items():
+            if other != kind and self._failures_in_row[other]:
+                wake.set()
         if not self.stats.db_ok and max(self._failures_in_row.values()) < 2:
             down_ms = self.stats.last_write_ms - (self.stats.outage_since_ms or self.stats.last_write_ms)
             self.stats.db_ok = True

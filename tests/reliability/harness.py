@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import pandas as pd
 
 from config.domain import Candle, Timeframe
 from data.replay.market import minute_bars
@@ -180,6 +181,19 @@ class PostgresProcess:
     def _pg_ctl(self, *args: str) -> None:
         self._as_owner(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", *args)
 
+    def __enter__(self) -> PostgresProcess:
+        """Initialised and started; closed (crashed if running, removed) on exit."""
+        self.init()
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self.crash()
@@ -201,6 +215,7 @@ def _pg_bindir() -> str:
 @dataclass(frozen=True)
 class Market:
     tape: Tape
+    trades: pd.DataFrame  # the synthesised trades the tape was built from (trade_id, ts_ms, price, size, side)
     history: list[Candle]  # the first HISTORY minutes, stored before a run
     live_start_ms: int  # open time of the first live minute
 
@@ -224,7 +239,7 @@ def market() -> Market:
     live_start = int(candles["ts_ms"].iloc[HISTORY])
     history = [Candle("okx", SYMBOL, Timeframe.M1, b.open_ms, b.open, b.high, b.low, b.close, b.volume, b.quote)
                for b in minute_bars(tape) if b.open_ms < live_start]
-    return Market(tape, history, live_start)
+    return Market(tape, frame, history, live_start)
 
 
 def subprocess_env(**values: str) -> dict[str, str]:

@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import select
 
-from config.domain import datetime_to_ms
+from config.domain import Timeframe, datetime_to_ms
 from data.replay.server import ReplayServer
 from database.engine import make_engine, make_session_factory, session_scope
 from database.migrate import upgrade
@@ -37,18 +38,21 @@ SIGTERM_BOUND_S = 15.0  # liveness bound, not a speed figure
 class PlatformRun:
     """One database, one bot folder, one replay server (in ``loop``) and ``python main.py``.
 
-    ``database_url`` is what the platform is given (e.g. through a proxy); the test itself always
-    reads the database directly.
+    ``database_url_for`` maps the database's URL to what the platform is given (e.g. through a
+    proxy); the test itself always reads the database directly. ``database_url``: an empty database
+    of the test's own (e.g. on a private cluster it stops and starts) instead of a fresh one on the
+    shared server; it is left in place on :meth:`close`.
     """
 
     def __init__(self, tmp: Path, name: str, market: Market, loop: LoopThread, *, speed: float, redis_url: str,
-                 database_url_for: Any = None, loop_tape: bool = True) -> None:
+                 database_url_for: Any = None, loop_tape: bool = True, database_url: str | None = None) -> None:
         self.name, self.market, self.loop, self.speed, self.loop_tape = name, market, loop, speed, loop_tape
         self.dir = tmp / name
         (self.dir / "bots").mkdir(parents=True)
         for bot in BOTS:
             (self.dir / "bots" / f"{bot['name']}.json").write_text(json.dumps(bot))
-        self.url = create_pg_database(f"tcp_rel_{name}")
+        self._own_database = database_url is None
+        self.url = database_url or create_pg_database(f"tcp_rel_{name}")
         self.platform_url = database_url_for(self.url) if database_url_for else self.url
         self.redis_url = redis_url
         self.prefix = f"rel:{name}:{time.time_ns()}:"
@@ -129,7 +133,8 @@ class PlatformRun:
                 self.loop.run(self.server.close(), 15)
         finally:
             self.engine.dispose()
-            drop_pg_database(self.url)
+            if self._own_database:
+                drop_pg_database(self.url)
 
     # ------------------------------------------------------------------ observations
 
@@ -181,16 +186,26 @@ class PlatformRun:
         return sorted({i for i in ids if ids.count(i) > 1})
 
 
-def assert_candles_are_the_tapes(run: PlatformRun, end_ms: int) -> None:
-    """Every stored candle up to ``end_ms`` equals an independent aggregation of the tape: no candle
-    lost, none doubled. 1m from the first stored minute; higher timeframes from the first live
-    minute (the history was stored as 1m only). Trade counts are not compared: minutes backfilled
-    over REST have none (OKX gives none)."""
-    from config.domain import DEFAULT_TIMEFRAMES, Timeframe
-    from database.repositories.market import get_candles
-    from tests.data.builders import assert_candles_match, expected_candles
+def trade_candles(trades: pd.DataFrame, timeframe: Timeframe) -> pd.DataFrame:
+    """Candles of ``trades`` (the synthesised frame the replay's tape was built from) by a pandas
+    group-by that shares no code with the replay (neither its ``Tape`` nor its loader nor
+    ``tape_frame``), indexed by bucket open time (ms); trades in OKX order (time, then trade id)."""
+    frame = trades.sort_values(["ts_ms", "trade_id"], kind="stable")
+    frame = frame.assign(bucket=frame["ts_ms"] // timeframe.ms * timeframe.ms, quote=frame["price"] * frame["size"])
+    return frame.groupby("bucket").agg(
+        open=("price", "first"), high=("price", "max"), low=("price", "min"), close=("price", "last"),
+        volume=("size", "sum"), quote_volume=("quote", "sum"))
 
-    tape = run.market.tape
+
+def assert_candles_are_the_tapes(run: PlatformRun, end_ms: int) -> None:
+    """Every stored candle up to ``end_ms`` equals an independent aggregation of the synthesised
+    trades (:func:`trade_candles`): no candle lost, none doubled. 1m from the first stored minute;
+    higher timeframes from the first live minute (the history was stored as 1m only). Trade counts
+    are not compared: minutes backfilled over REST have none (OKX gives none)."""
+    from config.domain import DEFAULT_TIMEFRAMES
+    from database.repositories.market import get_candles
+    from tests.data.builders import assert_candles_match
+
     for tf in DEFAULT_TIMEFRAMES:
         start = run.market.history[0].open_time_ms if tf is Timeframe.M1 else run.market.live_start_ms
         end = tf.floor(end_ms)  # buckets complete by end_ms
@@ -198,7 +213,7 @@ def assert_candles_are_the_tapes(run: PlatformRun, end_ms: int) -> None:
             continue
         with session_scope(run.sessions) as session:
             stored = get_candles(session, "okx", SYMBOL, tf, start, end)
-        expected = expected_candles(tape, tf)
+        expected = trade_candles(run.market.trades, tf)
         expected = expected[(expected.index >= start) & (expected.index < end)]
         assert_candles_match(stored, expected, counts=False)
 
