@@ -21,7 +21,7 @@ from config.domain import Candle, Timeframe
 from config.errors import MalformedMessageError, TemporaryError
 from data.bars import MINUTE_MS, rollup
 from data.engine import CandleEngine, RepairRequest
-from data.okx.frames import OkxRestError
+from data.okx.frames import OkxRestError, WireTrade
 from data.okx.rest import OkxRest
 from database.engine import make_session_factory, session_scope
 from database.repositories.market import get_candles, upsert_candles
@@ -39,6 +39,9 @@ class BackfillStats:
     repairs_failed: int = 0
     minutes_fetched: int = 0
     last_repair_ms: int = 0
+    trades_backfilled: int = 0
+    trade_gaps_filled: int = 0
+    trade_gaps_unfilled: int = 0  # REST history no longer reached back, or kept failing
 
 
 class Backfiller:
@@ -59,6 +62,7 @@ class Backfiller:
         self.on_event = on_event
         self.stats: dict[str, BackfillStats] = {s: BackfillStats() for s in engine.symbols}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._trade_tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, request: RepairRequest) -> None:
         old = self._tasks.get(request.symbol)
@@ -66,10 +70,50 @@ class Backfiller:
             old.cancel()
         self._tasks[request.symbol] = asyncio.create_task(self._repair(request), name=f"repair {request.symbol}")
 
+    def submit_trades(self, symbol: str, after_id: int, before_id: int,
+                      sink: Callable[[str, Sequence[WireTrade]], None]) -> None:
+        """Fetch the raw trades of a stream gap (``after_id < id < before_id``) and hand them to ``sink``
+        (the writer: upserts, so a trade stored twice is stored once)."""
+        task = asyncio.create_task(self._trades(symbol, after_id, before_id, sink), name=f"trades {symbol}")
+        self._trade_tasks.add(task)
+        task.add_done_callback(self._trade_tasks.discard)
+
+    async def _trades(self, symbol: str, after_id: int, before_id: int,
+                      sink: Callable[[str, Sequence[WireTrade]], None]) -> None:
+        stats = self.stats[symbol]
+        trades: list[WireTrade] = []
+        complete = False
+        error = ""
+        for attempt in range(self.attempts):
+            try:
+                trades, complete = await self.rest.trades_between(symbol, after_id, before_id)
+                break
+            except REST_ERRORS as exc:
+                error = str(exc)[:300]
+                await asyncio.sleep(min(10.0, 0.5 * 2 ** attempt))
+        if trades:
+            sink(symbol, trades)
+        stats.trades_backfilled += len(trades)
+        data: dict[str, object] = {"symbol": symbol, "after_trade_id": after_id, "before_trade_id": before_id,
+                                   "trades": len(trades)}
+        if complete:
+            stats.trade_gaps_filled += 1
+            if self.on_event is not None:
+                self.on_event("INFO", f"{symbol}: backfilled {len(trades)} raw trades of a stream gap", data)
+            return
+        stats.trade_gaps_unfilled += 1
+        oldest = trades[0].tradeId if trades else before_id
+        data["missing_before_trade_id"] = oldest
+        log.warning("backfill: raw trades of a gap could not all be fetched", extra={**data, "error": error})
+        if self.on_event is not None:
+            reason = f"REST failed: {error}" if error else "REST history does not reach back that far"
+            self.on_event("WARNING", f"{symbol}: raw trades {after_id + 1}..{oldest - 1} lost ({reason}); "
+                          f"{len(trades)} of the gap backfilled", data)
+
     async def close(self) -> None:
-        for task in self._tasks.values():
+        for task in (*self._tasks.values(), *self._trade_tasks):
             task.cancel()
-        for task in self._tasks.values():
+        for task in (*self._tasks.values(), *self._trade_tasks):
             try:
                 await task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001

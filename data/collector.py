@@ -27,6 +27,7 @@ from data.publisher import CandlePublisher
 from data.writer import StorageWriter
 from database.engine import make_engine, make_session_factory, session_scope
 from database.repositories.market import get_candles, latest_candle_time_ms
+from database.repositories.trade_ids import latest_trade_id
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ class Collector:
         self._symbols = frozenset(config.symbols)
         self._last_counts: dict[str, int] = {}
         self._last_frames = 0
+        self._last_ids: dict[str, int] = {}  # the newest trade id seen per symbol
+        self._trade_gap_from: dict[str, int | None] = {}  # a stream gap opened after this id
 
     # ------------------------------------------------------------------ hot path
 
@@ -89,6 +92,9 @@ class Collector:
         engine.on_trades(symbol, trades, received_ms)
         if self._store_trades and symbol in self._symbols:
             self.writer.add_trades(symbol, trades)
+            if self._trade_gap_from and symbol in self._trade_gap_from:
+                self._trade_gap_closed(symbol, trades)
+            self._last_ids[symbol] = trades[-1].tradeId
         if engine.has_output:
             self._drain()
 
@@ -99,9 +105,18 @@ class Collector:
         for request in out.repairs:
             self.backfiller.submit(request)
 
+    def _trade_gap_closed(self, symbol: str, trades: list[WireTrade]) -> None:
+        """The first push after a gap: fetch the raw trades the stream missed from REST."""
+        after = self._trade_gap_from.pop(symbol)
+        first = min(t.tradeId for t in trades)
+        if after is not None and first > after + 1:
+            self.backfiller.submit_trades(symbol, after, first, self.writer.add_trades)
+
     def _on_disconnected(self, symbols: Sequence[str]) -> None:
         for symbol in symbols:
             self.engine.on_disconnected(symbol)
+            if symbol not in self._trade_gap_from:
+                self._trade_gap_from[symbol] = self._last_ids.get(symbol)
 
     def _symbol_event(self, level: str, message: str, data: dict[str, object]) -> None:
         symbol = str(data.get("symbol", ""))
@@ -155,6 +170,8 @@ class Collector:
         widest = max(self.config.timeframes, key=lambda t: t.ms)
         with session_scope(factory) as session:
             for symbol in self.config.symbols:
+                if self._store_trades:  # the trades a killed collector never stored come from REST
+                    self._trade_gap_from[symbol] = latest_trade_id(session, self.config.exchange, symbol)
                 last = latest_candle_time_ms(session, self.config.exchange, symbol, Timeframe.M1)
                 if last is None:
                     continue
@@ -203,6 +220,8 @@ class Collector:
                 "repair_pending": pending is not None, "malformed_frames": dict(stream.malformed),
                 "duplicates": st.duplicates, "late_revisions": st.late_revisions,
                 "late_dropped": st.late_dropped, "trades": st.trades,
+                "trades_backfilled": bf.trades_backfilled, "trade_gaps_filled": bf.trade_gaps_filled,
+                "trade_gaps_unfilled": bf.trade_gaps_unfilled,
             }
             if state is StreamState.REJECTED and stream.errors:
                 data["last_error"] = next((e for e in reversed(stream.errors) if e["symbol"] == symbol), None)

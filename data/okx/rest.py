@@ -1,4 +1,5 @@
-"""OKX REST market data: paginated 1m ``history-candles`` with a rate limit and retries, server time."""
+"""OKX REST market data: paginated 1m ``history-candles`` and ``history-trades`` with a rate limit and
+retries, server time."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ import time
 import aiohttp
 import orjson
 
-from config.domain import Candle
+from config.domain import Candle, Side
 from config.errors import MalformedMessageError, TemporaryError
-from data.okx.frames import OkxRestError, parse_candle_rows
+from data.okx.frames import OkxRestError, WireTrade, parse_candle_rows
 
 log = logging.getLogger(__name__)
 
 HISTORY_CANDLES = "/api/v5/market/history-candles"
 SERVER_TIME = "/api/v5/public/time"
+HISTORY_TRADES = "/api/v5/market/history-trades"
 PAGE_LIMIT = 100  # OKX documents 100 (2026: 300); 100 is safe everywhere
 RATE_LIMITED = {"50011", "50013", "50001"}
 
@@ -106,3 +108,39 @@ class OkxRest:
                 break
             after = oldest
         return [out[t] for t in sorted(out)]
+
+    async def history_trades_page(self, symbol: str, *, after: int | None = None,
+                                  limit: int = PAGE_LIMIT) -> list[WireTrade]:
+        """One page of ``history-trades`` (``type=1``: trade ids older than ``after``), newest first."""
+        params = {"instId": symbol, "type": "1", "limit": str(limit)}
+        if after is not None:
+            params["after"] = str(after)
+        body = await self._get(HISTORY_TRADES, params)
+        try:
+            reply = orjson.loads(body)
+            if reply.get("code") != "0":
+                raise OkxRestError(str(reply.get("code")), str(reply.get("msg"))[:200])
+            return [WireTrade(tradeId=int(r["tradeId"]), px=float(r["px"]), sz=float(r["sz"]), side=Side(r["side"]),
+                              ts=int(r["ts"])) for r in reply["data"]]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise MalformedMessageError("bad_rest_body", f"history-trades body {body[:200]!r}") from exc
+
+    async def trades_between(self, symbol: str, after_id: int, before_id: int) -> tuple[list[WireTrade], bool]:
+        """Trades with ``after_id < tradeId < before_id``, oldest first, and whether REST reached back to
+        ``after_id`` (False: its history ends before the gap's start, the rest is lost)."""
+        out: list[WireTrade] = []
+        cursor = before_id
+        while True:
+            page = await self.history_trades_page(symbol, after=cursor)
+            if not page:
+                break
+            oldest = min(t.tradeId for t in page)
+            out.extend(t for t in page if after_id < t.tradeId < before_id)
+            if oldest <= after_id:
+                out.sort(key=lambda t: t.tradeId)
+                return out, True
+            if oldest >= cursor:  # a server that ignores ``after`` would loop forever
+                break
+            cursor = oldest
+        out.sort(key=lambda t: t.tradeId)
+        return out, False

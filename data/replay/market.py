@@ -165,6 +165,30 @@ class Feed:
                 if count >= limit:
                     return
 
+    def history_trades(self, market_ms: int, *, after: int | None = None, before: int | None = None,
+                       limit: int = 100) -> list[dict[str, str]]:
+        """OKX ``history-trades`` rows (type 1), newest first: trades done by ``market_ms`` with
+        ``before < tradeId < after``."""
+        passes = (market_ms - self.tape.first_ts) // self.shift_ms if self.loop else 0
+        if self.end_index is not None:
+            passes = min(passes, (self.end_index - 1) // self.size)
+        rows: list[dict[str, str]] = []
+        for p in range(max(passes, 0), -1, -1):
+            shift, base = p * self.shift_ms, p * self.id_span
+            i_hi = bisect_right(self._ts, market_ms - shift)
+            if self.end_index is not None:
+                i_hi = min(i_hi, self.end_index - p * self.size)
+            if after is not None:
+                i_hi = min(i_hi, bisect_left(self._ids, after - base))
+            i_lo = bisect_right(self._ids, before - base) if before is not None else 0
+            for i in range(i_hi - 1, i_lo - 1, -1):
+                rows.append({"instId": self.symbol, "tradeId": str(self._ids[i] + base), "px": self._px[i],
+                             "sz": self._sz[i], "side": self._side[i], "source": "0",
+                             "ts": str(self._ts[i] + shift)})
+                if len(rows) >= limit:
+                    return rows
+        return rows
+
     def _forming(self, p: int, i: int, market_ms: int) -> Bar | None:
         shift = p * self.shift_ms
         start = self.bars[i].open_ms

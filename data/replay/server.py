@@ -95,6 +95,7 @@ class ReplayServer:
         self._app_runner: web.AppRunner | None = None
         self.port = 0
         self.refuse_subscriptions = False
+        self.trade_history_limit: int | None = None  # REST history-trades reaches back only this many ids
         self.ack_delay = 0.0  # > 0: subscribe acks are sent this late, trade pushes start at once
         self.stats = ReplayStats(trades_sent={s: 0 for s in self.feeds})
 
@@ -114,6 +115,7 @@ class ReplayServer:
         app.router.add_get("/api/v5/market/history-candles", self._history_candles)
         app.router.add_get("/api/v5/market/candles", self._candles)
         app.router.add_get("/api/v5/public/time", self._time)
+        app.router.add_get("/api/v5/market/history-trades", self._history_trades)
         self._app_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._app_runner.setup()
         self._site = web.TCPSite(self._app_runner, self.host, self._requested_port)
@@ -355,7 +357,10 @@ class ReplayServer:
     async def _candles(self, request: web.Request) -> web.Response:
         return self._candle_reply(request, include_forming=True)
 
-    def _candle_reply(self, request: web.Request, *, include_forming: bool) -> web.Response:
+    def _paging(self, request: web.Request, only: tuple[str, str, str], max_limit: int
+                ) -> web.Response | tuple[str, int | None, int | None, int]:
+        """``instId, after, before, limit`` of a paged REST request, or the OKX error reply (``only``: the one
+        value a parameter may have, and the message otherwise)."""
         failure = self._rest_error()
         if failure is not None:
             return failure
@@ -363,18 +368,42 @@ class ReplayServer:
         symbol = q.get("instId", "")
         if symbol not in self.feeds:
             return web.json_response({"code": "51001", "msg": "Instrument ID does not exist", "data": []})
-        if q.get("bar", "1m") != "1m":
-            return web.json_response({"code": "51000", "msg": "Parameter bar error (replay serves 1m)",
-                                      "data": []})
+        name, value, message = only
+        if q.get(name, value) != value:
+            return web.json_response({"code": "51000", "msg": message, "data": []})
         try:
             after = int(q["after"]) if q.get("after") else None
             before = int(q["before"]) if q.get("before") else None
-            limit = max(1, min(int(q.get("limit", "100")), 300))
+            limit = max(1, min(int(q.get("limit", "100")), max_limit))
         except ValueError:
             return web.json_response({"code": "51000", "msg": "Parameter error", "data": []})
+        return symbol, after, before, limit
+
+    def _candle_reply(self, request: web.Request, *, include_forming: bool) -> web.Response:
+        parsed = self._paging(request, ("bar", "1m", "Parameter bar error (replay serves 1m)"), 300)
+        if isinstance(parsed, web.Response):
+            return parsed
+        symbol, after, before, limit = parsed
         rows = [bar.okx_row(confirmed) for bar, confirmed in
                 self.feeds[symbol].history(self.market_ms(symbol), after=after, before=before, limit=limit,
                                            include_forming=include_forming)]
+        return web.json_response({"code": "0", "msg": "", "data": rows})
+
+    async def _history_trades(self, request: web.Request) -> web.Response:
+        """``history-trades`` with ``type=1``: pages by tradeId (``after``: older than, ``before``: newer
+        than), newest first, at most 100; ``trade_history_limit`` keeps only that many trades back."""
+        parsed = self._paging(request, ("type", "1", "Parameter type error (replay pages by tradeId)"), 100)
+        if isinstance(parsed, web.Response):
+            return parsed
+        symbol, after, before, limit = parsed
+        feed = self.feeds[symbol]
+        market = self.market_ms(symbol)
+        if self.trade_history_limit is not None:
+            newest = feed.history_trades(market, limit=1)
+            if newest:
+                floor = int(newest[0]["tradeId"]) - self.trade_history_limit
+                before = floor if before is None else max(before, floor)
+        rows = feed.history_trades(market, after=after, before=before, limit=limit)
         return web.json_response({"code": "0", "msg": "", "data": rows})
 
     async def _time(self, request: web.Request) -> web.Response:
