@@ -104,9 +104,21 @@ def _collect(args: argparse.Namespace) -> int:
             source = await resolve_market_source(settings.model_copy(update={"symbols": symbols}))
             ws_url, rest_url = ws_url or source.ws_url, rest_url or source.rest_url
         bus = make_bus(settings.redis_url, settings.redis_prefix)
+        metrics = None
+        tasks = []
+        if settings.metrics_port is not None:  # as the platform: /metrics fed from the bus
+            from data.ops.metrics import start_metrics_server
+            from data.ops.metrics_feed import feed_metrics
+
+            metrics = start_metrics_server(settings.metrics_port)
+            tasks.append(asyncio.create_task(feed_metrics(bus, stop), name="metrics"))
         try:
             await run_market_data(settings, bus, stop, symbols=symbols, ws_url=ws_url, rest_url=rest_url)
         finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if metrics is not None:
+                metrics.stop()
             await bus.close()
             if source is not None:
                 await source.close()

@@ -64,3 +64,31 @@ def test_a_collector_killed_mid_replay_and_restarted_ends_with_the_same_candles(
                     assert c.trade_count == want.trade_count
                 else:
                     assert c.trade_count in (want.trade_count, 0)
+
+
+def test_collect_serves_metrics_on_metrics_port(pg_clean: str, tmp_path: Path) -> None:
+    import re
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    replay, ws_url, rest_url = start_replay(SHORT_TAPE, speed=40, passes=1, data_dir=tmp_path)
+    collect = start_collect(pg_clean, ws_url, rest_url, tmp_path, METRICS_PORT=str(port))
+
+    def published() -> float:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                body = response.read().decode()
+        except OSError:
+            return 0.0
+        match = re.search(r'^tcp_candles_published_total\{timeframe="1m"\} (\S+)$', body, re.M)
+        return float(match.group(1)) if match else 0.0
+
+    try:
+        wait_for(lambda: published() >= 1, 60, "closed 1m candles counted on /metrics")
+        assert stop(collect) == 0
+    finally:
+        collect.kill()
+        replay.kill()
