@@ -232,7 +232,9 @@ class Collector:
             "trade_backlog": self.writer.trade_backlog, "candles_written": w.candles_written,
             "trades_written": w.trades_written, "candles_dropped": w.candles_dropped,
             "trades_dropped": w.trades_dropped, "outage_since_ms": w.outage_since_ms,
-            "last_error": w.last_error, "last_write_ms": w.last_write_ms or None,
+            # an error is reported while it lasts; once ok again it is history, not the current state
+            "last_error": None if w.db_ok else w.last_error, "previous_error": w.last_error if w.db_ok else None,
+            "last_write_ms": w.last_write_ms or None,
             "candles_rewritten": w.candles_rewritten, "trades_rewritten": w.trades_rewritten,
             "unflushed_batches": self.writer.unflushed,
         })
@@ -241,7 +243,8 @@ class Collector:
         reports["bus"] = ("ok" if b.connected and not b.backlog else "degraded", {
             "kind": type(self.bus).__name__, "connected": b.connected, "backlog": b.backlog,
             "published": b.published, "dropped": b.dropped, "reconnects": b.reconnects,
-            "last_error": b.last_error, "closed_published": p.closed_published,
+            "last_error": None if b.connected else b.last_error,
+            "previous_error": b.last_error if b.connected else None, "closed_published": p.closed_published,
             "updates_published": p.updates_published,
             "lag_ms": max(0, now - p.last_publish_ms) if self.publisher.backlog and p.last_publish_ms else 0,
         })
