@@ -85,8 +85,9 @@ def read_tape(path: str | Path) -> Tape:
             header = [h.strip() for h in header]
             missing = [c for c in TAPE_COLUMNS if c not in header]
             if missing:
-                raise ConfigurationError(f"the header {','.join(header)!r} lacks {', '.join(missing)}; expected "
-                                         f"the columns {', '.join(TAPE_COLUMNS)}", source=source)
+                # The first line is not echoed: a file without a header would print its first trade.
+                raise ConfigurationError(f"row 1 (the header, {len(header)} fields) lacks the columns "
+                                         f"{', '.join(missing)}; expected {', '.join(TAPE_COLUMNS)}", source=source)
             at = [header.index(c) for c in TAPE_COLUMNS]
             for row_number, row in enumerate(reader, start=2):
                 if not row:
@@ -118,7 +119,8 @@ def read_tape(path: str | Path) -> Tape:
 def _parse_row(row: int, trade_id: str, ts: str, price: str, size: str, side: str,
                source: str) -> tuple[int, int, float, float, bool]:
     def fail(column: str, text: str, expected: str) -> ConfigurationError:
-        return ConfigurationError(f"row {row}: {column} {text!r} is not {expected}", source=source)
+        shown = text if len(text) <= 40 else text[:40] + "…"  # the field only, never the whole row
+        return ConfigurationError(f"row {row}: {column} {shown!r} is not {expected}", source=source)
 
     def convert(cast: type, column: str, text: str, expected: str) -> Any:
         try:

@@ -40,7 +40,8 @@ TAPES: dict[str, tuple[bytes, tuple[str, ...]]] = {
     "unknown_side": ((GOOD_TAPE_HEADER + GOOD_ROW + "2,1700000001000,100,0.1,hold\n").encode(), ("row 3",)),
     "duplicate_trade_id": ((GOOD_TAPE_HEADER + GOOD_ROW + "1,1700000001000,100,0.1,sell\n").encode(), ("row 3",)),
     "extra_field": ((GOOD_TAPE_HEADER + GOOD_ROW + "2,1700000001000,100,0.1,sell,7\n").encode(), ("row 3",)),
-    "missing_columns": (b"id,when,px\n1,2,3\n", ("trade_id",)),
+    "missing_columns": (b"id,when,px\n1,2,3\n", ("row 1", "trade_id")),
+    "no_header": (b"4711,1700000000000,35000.5,0.25,buy\n", ("row 1", "trade_id")),
     "empty_file": (b"", ()),
     "truncated_gzip": (gzip.compress((GOOD_TAPE_HEADER + "".join(
         f"{i},{1700000000000 + i},{100 + i % 7}.5,0.1,buy\n" for i in range(1, 3000))).encode())[:2000], ()),
@@ -162,4 +163,6 @@ def test_a_malformed_tape_is_refused_with_an_error_naming_the_file_and_the_line(
     assert info.value.source == str(path) and message.startswith(str(path)), message
     for text in TAPES[name][1]:
         assert text in message, message
+    for line in TAPES[name][0].decode("utf-8", "replace").splitlines()[:3]:  # no line of the file is echoed whole
+        assert len(line) < 12 or line not in message, message
 
