@@ -79,6 +79,33 @@ def _url(value: str | None, option: str, schemes: tuple[str, ...]) -> str | None
     return value
 
 
+async def _check_symbols(rest_url: str, symbols: tuple[str, ...], option: str, exchange: str = "okx") -> None:
+    """Refuse instIds the venue does not list (``public/instruments``); an unreachable venue is not a reason
+    to refuse (the collector waits for it), so then nothing is checked."""
+    import difflib
+    import logging
+
+    from config.errors import MalformedMessageError, TemporaryError
+    from data.okx.frames import OkxRestError
+    from data.okx.rest import OkxRest, inst_type_of
+
+    rest = OkxRest(rest_url, retries=1, timeout=5.0)
+    try:
+        listed: dict[str, list[str]] = {}
+        for symbol in symbols:
+            kind = inst_type_of(symbol)
+            if kind not in listed:
+                listed[kind] = await rest.instrument_ids(kind)
+            if symbol not in listed[kind]:
+                close = difflib.get_close_matches(symbol, [s for ids in listed.values() for s in ids], n=3)
+                hint = f" (did you mean {', '.join(close)}?)" if close else f" ({len(listed[kind])} {kind} listed)"
+                raise ConfigurationError(f"unknown instrument {symbol!r} on {exchange}{hint}", source=option)
+    except (TemporaryError, OkxRestError, MalformedMessageError) as exc:
+        logging.getLogger(__name__).warning("cannot check the symbols against the instruments: %s", exc)
+    finally:
+        await rest.close()
+
+
 def _collect(args: argparse.Namespace) -> int:
     from data.bus import make_bus
     from data.service import resolve_market_source, run_market_data
@@ -103,6 +130,12 @@ def _collect(args: argparse.Namespace) -> int:
         if ws_url is None or rest_url is None:
             source = await resolve_market_source(settings.model_copy(update={"symbols": symbols}))
             ws_url, rest_url = ws_url or source.ws_url, rest_url or source.rest_url
+        try:
+            await _check_symbols(rest_url, symbols, "--symbols")
+        except ConfigurationError:
+            if source is not None:
+                await source.close()
+            raise
         bus = make_bus(settings.redis_url, settings.redis_prefix)
         metrics = None
         tasks = []
@@ -151,6 +184,7 @@ def _backfill(args: argparse.Namespace) -> int:
     upgrade(settings.effective_database_url)
 
     async def main() -> dict[Timeframe, int]:
+        await _check_symbols(args.okx_rest_url or settings.okx_rest_url, (args.symbol,), "--symbol")
         rest = OkxRest(args.okx_rest_url or settings.okx_rest_url)
         engine = make_engine(settings.effective_database_url)
         try:

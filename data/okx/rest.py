@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 HISTORY_CANDLES = "/api/v5/market/history-candles"
 SERVER_TIME = "/api/v5/public/time"
 HISTORY_TRADES = "/api/v5/market/history-trades"
+INSTRUMENTS = "/api/v5/public/instruments"
 PAGE_LIMIT = 100  # OKX documents 100 (2026: 300); 100 is safe everywhere
 RATE_LIMITED = {"50011", "50013", "50001"}
 
@@ -144,3 +145,26 @@ class OkxRest:
             cursor = oldest
         out.sort(key=lambda t: t.tradeId)
         return out, False
+
+    async def instrument_ids(self, inst_type: str) -> list[str]:
+        """The ``instId`` of every instrument of ``inst_type`` (``SPOT``, ``SWAP``…) the venue lists."""
+        body = await self._get(INSTRUMENTS, {"instType": inst_type})
+        try:
+            reply = orjson.loads(body)
+            if reply.get("code") != "0":
+                raise OkxRestError(str(reply.get("code")), str(reply.get("msg"))[:200])
+            return [str(r["instId"]) for r in reply["data"]]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise MalformedMessageError("bad_rest_body", f"instruments body {body[:200]!r}") from exc
+
+
+def inst_type_of(symbol: str) -> str:
+    """OKX's instType for an instId by its shape: ``-SWAP`` perpetuals, ``-YYMMDD`` futures, else spot."""
+    parts = symbol.split("-")
+    if parts[-1] == "SWAP":
+        return "SWAP"
+    if len(parts) == 3 and parts[-1].isdigit():
+        return "FUTURES"
+    if len(parts) == 5:
+        return "OPTION"
+    return "SPOT"

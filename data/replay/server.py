@@ -116,6 +116,7 @@ class ReplayServer:
         app.router.add_get("/api/v5/market/candles", self._candles)
         app.router.add_get("/api/v5/public/time", self._time)
         app.router.add_get("/api/v5/market/history-trades", self._history_trades)
+        app.router.add_get("/api/v5/public/instruments", self._instruments)
         self._app_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._app_runner.setup()
         self._site = web.TCPSite(self._app_runner, self.host, self._requested_port)
@@ -404,6 +405,24 @@ class ReplayServer:
                 floor = int(newest[0]["tradeId"]) - self.trade_history_limit
                 before = floor if before is None else max(before, floor)
         rows = feed.history_trades(market, after=after, before=before, limit=limit)
+        return web.json_response({"code": "0", "msg": "", "data": rows})
+
+    async def _instruments(self, request: web.Request) -> web.Response:
+        """``public/instruments`` for the tapes' symbols (``instType`` required; ``-SWAP`` ids are SWAP)."""
+        failure = self._rest_error()
+        if failure is not None:
+            return failure
+        inst_type = request.query.get("instType", "")
+        if inst_type not in ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION"):
+            return web.json_response({"code": "51000", "msg": "Parameter instType error", "data": []})
+        wanted = request.query.get("instId")
+        rows = []
+        for symbol in self.feeds:
+            kind = "SWAP" if symbol.endswith("-SWAP") else "SPOT"
+            if kind == inst_type and wanted in (None, symbol):
+                base, quote = symbol.split("-")[:2] if "-" in symbol else (symbol, "")
+                rows.append({"instId": symbol, "instType": kind, "baseCcy": base, "quoteCcy": quote,
+                             "state": "live"})
         return web.json_response({"code": "0", "msg": "", "data": rows})
 
     async def _time(self, request: web.Request) -> web.Response:

@@ -92,3 +92,27 @@ def test_collect_serves_metrics_on_metrics_port(pg_clean: str, tmp_path: Path) -
     finally:
         collect.kill()
         replay.kill()
+
+
+def test_collect_and_backfill_refuse_an_instrument_the_venue_does_not_list(pg_clean: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.data.processes import ROOT, env
+
+    replay, ws_url, rest_url = start_replay(SHORT_TAPE, speed=1, passes=1, data_dir=tmp_path)
+    commands = {
+        "--symbols": ["collect", "--symbols", "BTC-USDT,BTC-USDTT", "--okx-ws-url", ws_url, "--okx-rest-url", rest_url],
+        "--symbol": ["backfill", "--symbol", "BTC-USDTT", "--start", "2023-04-05", "--okx-rest-url", rest_url],
+    }
+    try:
+        for option, args in commands.items():
+            done = subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, env=env(pg_clean, tmp_path),
+                                  capture_output=True, text=True, timeout=60)
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            assert done.returncode == 2, done.stderr
+            assert lines == [f"error: {option}: unknown instrument 'BTC-USDTT' on okx (did you mean BTC-USDT?)"], \
+                done.stderr
+    finally:
+        replay.kill()
+    assert stored_candles(pg_clean, Timeframe.M1) == []
