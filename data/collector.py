@@ -82,6 +82,7 @@ class Collector:
         self._symbols = frozenset(config.symbols)
         self._last_counts: dict[str, int] = {}
         self._last_frames = 0
+        self._exchange_sample: tuple[int, int] | None = None  # (exchange time, wall ms when it was taken)
         self._last_ids: dict[str, int] = {}  # the newest trade id seen per symbol
         self._trade_gap_from: dict[str, int | None] = {}  # a stream gap opened after this id
 
@@ -134,6 +135,7 @@ class Collector:
             asyncio.create_task(self.stream.run(inputs_stop), name="okx stream"),
             asyncio.create_task(self._tick(inputs_stop), name="engine clock"),
             asyncio.create_task(self.health.run(inputs_stop), name="health"),
+            asyncio.create_task(self._exchange_clock(inputs_stop), name="exchange clock"),
         ]
         log.info("collector: started", extra={"symbols": ",".join(self.config.symbols),
                                               "ws": self.config.ws_url, "rest": self.config.rest_url})
@@ -184,11 +186,33 @@ class Collector:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.tick_s)
-            updates = self.engine.on_clock(now_ms(), alive_ms=self.stream.stats.last_frame_ms)
+            last_frame = self.stream.stats.last_frame_ms
+            sample = self._exchange_sample
+            exchange = sample[0] if sample is not None and last_frame > sample[1] else None
+            updates = self.engine.on_clock(now_ms(), alive_ms=last_frame, exchange_ms=exchange)
             if updates:
                 self.publisher.updates(updates)
             if self.engine.has_output:
                 self._drain()
+
+    async def _exchange_clock(self, stop: asyncio.Event, quiet_ms: int = 1_000) -> None:
+        """While the stream is quiet, sample the exchange's time (REST ``public/time``; a replay answers with
+        its market clock) and ping: once a frame arrives after the sample, the engine's clock may use it.
+        A stalled socket never answers, so it never closes a minute this way."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), quiet_ms / 1000)
+            if stop.is_set() or not self.stream.stats.connected:
+                continue
+            if now_ms() - self.stream.stats.last_frame_ms < quiet_ms:
+                continue
+            try:
+                exchange = await self.rest.server_time_ms()
+            except Exception:  # noqa: BLE001 - only an optimisation of the clock; the stream decides
+                continue
+            taken = now_ms()
+            if await self.stream.ping_now():
+                self._exchange_sample = (exchange, taken)
 
     # ------------------------------------------------------------------ health
 

@@ -195,12 +195,15 @@ class CandleEngine:
                 if b.start <= m.open_time_ms:
                     b.append(m)
 
-    def on_clock(self, now_ms: int, updates: bool = True, alive_ms: int | None = None) -> list[Candle]:
+    def on_clock(self, now_ms: int, updates: bool = True, alive_ms: int | None = None,
+                 exchange_ms: int | None = None) -> list[Candle]:
         """Close what the estimated exchange time has passed; return forming candles of changed symbols.
 
         ``alive_ms`` is when the connection last proved alive (any frame, a ``pong`` included): time is
         only counted up to then, so a socket that went silent without closing does not close the minute
-        it went silent in (the reconnect repairs it from REST instead).
+        it went silent in (the reconnect repairs it from REST instead). ``exchange_ms`` is an exchange time
+        the stream has proved it delivered everything before (a server-time sample followed by a frame):
+        the estimate never stays behind it, so a fast replay's last minute closes on market time.
         """
         out: list[Candle] = []
         grace = self.grace_ms
@@ -209,6 +212,8 @@ class CandleEngine:
         for book in self._books.values():
             if book.watermark_recv and book.connected and not book.resync:
                 est = book.watermark + max(0, now_ms - book.watermark_recv)
+                if exchange_ms is not None and exchange_ms > est:
+                    est = exchange_ms
                 if book.prev is not None and est >= book.prev.start + MINUTE_MS + grace:
                     book.prev = None
                 cur = book.cur

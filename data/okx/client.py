@@ -122,6 +122,17 @@ class OkxTradeStream:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
 
+    async def ping_now(self) -> bool:
+        """Send a text ``ping`` at once (its ``pong`` proves every earlier push was delivered)."""
+        ws = self._ws
+        if ws is None:
+            return False
+        with contextlib.suppress(Exception):
+            await ws.send("ping")
+            self.stats.pings += 1
+            return True
+        return False
+
     def _mark_disconnected(self) -> None:
         was = [s for s, st in self.state.items() if st is not StreamState.DISCONNECTED]
         for s in self.symbols:

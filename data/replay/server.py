@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 WS_PATH = "/ws/v5/public"
 MAX_PUSH_TRADES = 100
+END_PACE = 600.0  # market-clock pace after the tape's end at speed 0
 
 
 @dataclass
@@ -212,7 +213,10 @@ class ReplayServer:
             if feed.exhausted(runner.cursor):
                 if runner.end_wall is None:
                     runner.end_wall = now
-                runner.speed_zero_ms = feed.ts(runner.cursor - 1) + 1 + int((now - runner.end_wall) * 1000)
+                # After the last trade the market clock keeps the replay's pace (600x for speed 0), so REST
+                # server time says the last minute is over as soon as it would be with more trades.
+                pace = self.speed or END_PACE
+                runner.speed_zero_ms = feed.ts(runner.cursor - 1) + 1 + int((now - runner.end_wall) * 1000 * pace)
                 await asyncio.sleep(0.05)
                 continue
             current_pass = runner.cursor // feed.size
