@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from bot_manager.broker import FeeModel, FixedSlippage, PaperBroker, Protection, VolumeSlippage
 from config.domain import Timeframe
 from config.errors import ConfigurationError
+from config.json_text import DuplicateKeyError, loads_strict
 
 MAX_LEVERAGE = 10.0
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -266,10 +267,12 @@ def check_strategy_of(config: BotConfig, source: str) -> None:
 def load_bot_text(text: str, source: str = "<bot config>", *, check_strategy: bool = True) -> BotConfig:
     """Parse JSON text into a :class:`BotConfig` (see :func:`parse_bot_config`)."""
     try:
-        data = json.loads(text)
+        data = loads_strict(text)
     except json.JSONDecodeError as exc:
         raise ConfigurationError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                                  source=source) from None
+    except DuplicateKeyError as exc:
+        raise ConfigurationError(str(exc), source=source, field=exc.path) from None
     return parse_bot_config(data, source, check_strategy=check_strategy)
 
 
@@ -313,10 +316,12 @@ def load_portfolio(folder: Path | str) -> PortfolioConfig:
         return PortfolioConfig()
     source = str(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_strict(path.read_text(encoding="utf-8"))
         return PortfolioConfig.model_validate(data)
     except json.JSONDecodeError as exc:
         raise ConfigurationError(f"invalid JSON: {exc.msg} at line {exc.lineno}", source=source) from None
+    except DuplicateKeyError as exc:
+        raise ConfigurationError(str(exc), source=source, field=exc.path) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])

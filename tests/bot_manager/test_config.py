@@ -143,3 +143,53 @@ def test_the_published_schema_is_the_one_the_model_generates() -> None:
     published = json.loads((ROOT / "config" / "bot_schema.json").read_text())
     assert published == bot_json_schema()
     assert published["additionalProperties"] is False
+
+
+def with_repeated_key(data: dict[str, Any], path: tuple[str, ...], value: Any) -> str:
+    """``data`` as JSON text with the key at ``path`` written a second time (last one ``value``)."""
+    *parents, key = path
+    holder = data
+    for parent in parents:
+        holder = holder[parent]
+    holder["__marker__"] = 0
+    return json.dumps(data).replace('"__marker__": 0', f"{json.dumps(key)}: {json.dumps(value)}", 1)
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("symbol",), "ETH-USDT"),
+    (("risk", "stop_loss_pct"), 50.0),
+    (("sizing", "method"), "fixed_quote"),
+])
+def test_a_key_given_twice_is_refused_naming_the_file_and_the_dotted_key(
+        tmp_path: Path, path: tuple[str, ...], value: Any) -> None:
+    text = with_repeated_key(bot_config(risk={"stop_loss_pct": 2.0}), path, value)
+    assert text.count(json.dumps(path[-1]) + ":") >= 2  # the key really is in the text twice
+    error = error_of(write(tmp_path, text))
+    dotted = ".".join(path)
+    assert (error.source, error.field) == (str(tmp_path / "bot.json"), dotted)
+    assert "duplicate key" in error.reason and "more than once" in error.reason
+    assert str(error).startswith(f"{tmp_path / 'bot.json'}: {dotted}: duplicate key")
+
+
+def test_a_key_given_twice_in_the_portfolio_file_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, '{"max_drawdown_pct": 20, "max_drawdown_pct": 90}', "_portfolio.json")
+    with pytest.raises(ConfigurationError) as info:
+        load_portfolio(tmp_path)
+    assert (info.value.source, info.value.field) == (str(tmp_path / "_portfolio.json"), "max_drawdown_pct")
+    assert "duplicate key" in info.value.reason
+
+
+def test_equal_keys_in_different_objects_are_fine(tmp_path: Path) -> None:
+    data = bot_config(params={"period": 10}, risk={"stop_loss_pct": 2.0})
+    data["risk"]["period"] = 3  # not a real risk key: refused as unknown, not as a duplicate
+    error = error_of(write(tmp_path, json.dumps(data)))
+    assert "duplicate" not in error.reason and error.field == "risk.period"
+
+
+def test_the_validate_command_refuses_a_key_given_twice(tmp_path: Path) -> None:
+    bad = write(tmp_path, with_repeated_key(bot_config(name="twice"), ("symbol",), "ETH-USDT"), "twice.json")
+    failed = subprocess.run([sys.executable, "main.py", "bot", "validate", "--config", str(bad)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 2, failed.stdout
+    assert f"{bad}: symbol: duplicate key 'symbol'" in failed.stderr
+    assert "Traceback" not in failed.stderr
