@@ -47,6 +47,7 @@ class Settings(BaseModel):
     dashboard_port: int = Field(8050, ge=1, le=65535, alias="DASHBOARD_PORT")
     dashboard_username: str | None = Field(None, alias="DASHBOARD_USERNAME")
     dashboard_password: SecretStr | None = Field(None, alias="DASHBOARD_PASSWORD")
+    dashboard_allowed_hosts: tuple[str, ...] = Field((), alias="DASHBOARD_ALLOWED_HOSTS")
 
     bots_dir: Path = Field(PROJECT_ROOT / "config" / "bots", alias="BOTS_DIR")
     strategies_dir: Path | None = Field(None, alias="STRATEGIES_DIR")
@@ -73,6 +74,17 @@ class Settings(BaseModel):
             if not items:
                 raise ValueError("expected a comma-separated list with at least one item")
             return items
+        return value
+
+    @field_validator("dashboard_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            names = tuple(part.strip() for part in value.split(",") if part.strip())
+            bad = [name for name in names if any(c in name for c in "/@ ") or name.count(":") == 1]
+            if bad:
+                raise ValueError(f"expected comma-separated host names without scheme or port, got {bad[0]!r}")
+            return names
         return value
 
     @field_validator("database_url")

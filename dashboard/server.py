@@ -21,6 +21,7 @@ from dashboard.app import build_app
 from dashboard.auth import install_basic_auth, require_credentials
 from dashboard.context import DashboardContext
 from dashboard.live import LiveCandleCache, consume_candles
+from dashboard.security import allowed_hosts, install_request_guard
 from data.bus import Bus
 from database.engine import make_engine, make_session_factory, session_scope
 from database.repositories.market import get_candles
@@ -42,6 +43,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None,
         session_factory = make_session_factory(make_engine(settings.effective_database_url))
     context = DashboardContext(settings, session_factory, LiveCandleCache(), bus)
     app = build_app(context)
+    install_request_guard(app.server, allowed_hosts(settings))  # Host/Origin first, then the login
     if credentials is not None:
         install_basic_auth(app.server, *credentials)
     app.server.extensions[CONTEXT_KEY] = context
