@@ -136,21 +136,41 @@ def main(argv: list[str] | None = None) -> int:
             args = parser.parse_args(["run", *(argv or [])])
         return int(args.func(args) or 0)
     except ConfigurationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from config.redact import redact
+
+        print(redact(f"error: {exc}"), file=sys.stderr)
         return 2
     except Exception as exc:
-        from sqlalchemy.exc import OperationalError
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
+        from config.redact import mask_url, redact
+
+        if isinstance(exc, ArgumentError | NoSuchModuleError | ValueError) and _from_database_url(exc):
+            url = mask_url(get_settings().effective_database_url)
+            print(redact(f"error: DATABASE_URL: cannot use the database URL {url}: {exc}; expected "
+                         "postgresql://user:password@host:port/db or sqlite:///path"), file=sys.stderr)
+            return 2
         if not isinstance(exc, OperationalError):
-            raise
-        from config.settings import mask_url
+            import traceback
 
+            print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+            return 1
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc).splitlines()[0]
         url = mask_url(get_settings().effective_database_url)
-        print(f"error: DATABASE_URL: cannot use the database at {url}: {reason}", file=sys.stderr)
+        print(redact(f"error: DATABASE_URL: cannot use the database at {url}: {reason}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _from_database_url(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while SQLAlchemy parsed the database URL or loaded its dialect."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "make_engine":
+            return True
+        tb = tb.tb_next
+    return False
 
 
 if __name__ == "__main__":

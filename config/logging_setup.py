@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from config.redact import redact
+
 LOG_FILE_NAME = "tcp_dashboard.log"
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -79,7 +81,8 @@ class KeyValueFormatter(logging.Formatter):
             fields.append(("exc", record.exc_text))
         if record.stack_info:
             fields.append(("stack", self.formatStack(record.stack_info)))
-        return " ".join(f"{key}={format_value(value)}" for key, value in fields)
+        line = " ".join(f"{key}={format_value(value)}" for key, value in fields)
+        return redact(line) if "://" in line or ":" in line else line
 
 
 def setup_logging(level: str = "INFO", log_dir: Path | None = None, *,

@@ -10,13 +10,13 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer, field_validator
 
 from config.domain import DEFAULT_TIMEFRAMES, Timeframe
 from config.errors import SettingsError
+from config.redact import mask_url, redact
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,16 +146,7 @@ class Settings(BaseModel):
 _URL_FIELDS = frozenset({"database_url", "redis_url", "alert_webhook_url"})
 
 
-def mask_url(url: str, *, hide_path: bool = False) -> str:
-    """``url`` with its password and query (and, with ``hide_path``, its path) replaced by ``***``."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = f"{parts.username or ''}:***@{netloc.rsplit('@', 1)[1]}"
-    path = "/***" if hide_path and parts.path not in ("", "/") else parts.path
-    return urlunsplit((parts.scheme, netloc, path, "***" if parts.query else "", ""))
-
-
+_SECRET_VARIABLES = frozenset({"DASHBOARD_PASSWORD", "TELEGRAM_BOT_TOKEN", "TCP_SECRET_KEY"})
 _ENV_NAMES = {name: (field.alias or name) for name, field in Settings.model_fields.items()}
 
 
@@ -181,7 +172,13 @@ def load_settings(env: dict[str, str] | None = None, env_file: Path | None = Non
         variable = _ENV_NAMES.get(field_name, field_name)
         received = raw.get(variable, "<unset>")
         message = str(first["msg"]).removeprefix("Value error, ")
-        raise SettingsError(f"{message} (received {received!r})", source=variable) from None
+        if variable in _SECRET_VARIABLES:
+            text = f"{message.replace(received, '***')} (received a value of {len(received)} characters)"
+        else:
+            hidden = (mask_url(received, hide_path=variable == "ALERT_WEBHOOK_URL"),) if "://" in received else ()
+            text = redact(f"{message} (received {received!r})".replace(received, hidden[0]) if hidden
+                          else f"{message} (received {received!r})")
+        raise SettingsError(text, source=variable) from None
 
 
 @lru_cache(maxsize=1)
