@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.logging_setup import record_extras
+from config.redact import redact
 from data.ops import metrics
 from database.engine import session_scope
 from database.repositories.ops import add_system_event
@@ -68,9 +69,9 @@ def to_event(record: logging.LogRecord, component: str) -> _Event:
     component = str(extras.pop("component", None) or component)
     data: dict[str, Any] = {"logger": record.name, "where": f"{record.module}.{record.funcName}:{record.lineno}"}
     data.update({key: _json_safe(value) for key, value in extras.items()})
-    message = record.getMessage()
+    message = redact(record.getMessage())
     if record.exc_info and record.exc_info[0] is not None:
-        data["exception"] = logging.Formatter().formatException(record.exc_info)[-_MESSAGE_LIMIT:]
+        data["exception"] = redact(logging.Formatter().formatException(record.exc_info))[-_MESSAGE_LIMIT:]
     return _Event(
         ts=datetime.fromtimestamp(record.created, UTC),
         level=record.levelname[:_LEVEL_WIDTH],

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol
 import aiohttp
 
 from config.errors import ConfigurationError
+from config.redact import mask_url
 from config.settings import Settings
 from data.ops import metrics
 from data.ops.alerts import Alert, DuplicateFilter, Severity
@@ -176,7 +177,8 @@ class WebhookNotifier(HttpNotifier):
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(**options)
         if not url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"expected an http:// or https:// URL, got {url!r}", source="ALERT_WEBHOOK_URL")
+            raise ConfigurationError(f"expected an http:// or https:// URL, got {mask_url(url, hide_path=True)!r}",
+                                     source="ALERT_WEBHOOK_URL")
         self.url = url
 
     def _request(self, alert: Alert) -> tuple[str, dict[str, Any]]:
