@@ -34,7 +34,6 @@ from database.models import Bot
 from database.repositories import bots as bots_repo
 from database.repositories import market as market_repo
 from database.repositories import ops as ops_repo
-from database.repositories import signals as signals_repo
 from strategies.bars import ANCHOR_MS, Bars
 from strategies.live import LiveWindow
 from strategies.registry import create_strategy
@@ -75,8 +74,11 @@ class BotManager:
     """Loads the bots the database says should run and advances them on closed candles."""
 
     def __init__(self, sessions: sessionmaker[Session], portfolio: PortfolioConfig | None = None,
-                 poll_interval: float = 1.0) -> None:
+                 poll_interval: float = 1.0, durable_commits: bool = True) -> None:
         self.sessions = sessions
+        # False: a candle's commit does not wait for its WAL to reach the disk (a PostgreSQL crash may
+        # then lose the last fraction of a second of bot writes; see docs/bots.md)
+        self.durable_commits = durable_commits
         self.portfolio = PortfolioGuard(portfolio or PortfolioConfig())
         self.poll_interval = poll_interval
         self.markets: dict[MarketKey, _Market] = {}
@@ -264,13 +266,11 @@ class BotManager:
 
     def _commit(self, results: list[tuple[_Bot, CandleOutcome]], snapshot: bool = True) -> list[Publication]:
         writes = [build_write(bot.bot_id, bot.engine, outcome, bot.position) for bot, outcome in results]
-        for write in writes:
+        for write, (bot, outcome) in zip(writes, results, strict=True):
             write.snapshot = snapshot
-        signals = {bot.bot_id: signal_event(bot.engine, outcome) for bot, outcome in results}
+            write.signal = signal_event(bot.engine, outcome)
         with session_scope(self.sessions) as session:
-            alive = bots_repo.record_candle(session, writes)
-            stored = [s for bot_id, s in signals.items() if s is not None and bot_id in alive]
-            signals_repo.upsert_signals(session, stored)
+            alive = bots_repo.record_candle(session, writes, durable=self.durable_commits)
         out: list[Publication] = []
         for (bot, outcome), write in zip(results, writes, strict=True):
             if bot.bot_id not in alive:
@@ -286,7 +286,7 @@ class BotManager:
             out += [(topics.bot_events(bot.name), event_message(bot.name, e.kind, e.message, e.level,
                                                                 outcome.candle_time_ms, e.data))
                     for e in outcome.events]
-            signal = signals[bot.bot_id]
+            signal = write.signal
             if signal is not None:
                 out.append((topics.signals(signal.exchange, signal.symbol, signal.timeframe),
                             messages.signal_to_message(signal)))

@@ -9,7 +9,7 @@ exposure). The backtester uses the same functions.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -96,11 +96,15 @@ class RiskState:
     cooldown_until_ms: int = -1  # entries blocked on candles with open_time <= this
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # every field is a scalar, so a shallow dict is a copy (dataclasses.asdict deep-copies: 30 µs)
+        return {name: getattr(self, name) for name in _RISK_STATE_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RiskState:
         return cls(**data)
+
+
+_RISK_STATE_FIELDS = tuple(f.name for f in fields(RiskState))
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,15 @@ class OhlcvArrays:
         )
 
     @classmethod
+    def from_records(cls, records: np.ndarray) -> OhlcvArrays:
+        """From a structured array with ``open_time_ms`` and ``open`` … ``volume`` fields (what
+        ``database.repositories.market.candle_arrays`` returns), as contiguous columns."""
+        return cls(
+            np.ascontiguousarray(records["open_time_ms"], dtype=np.int64),
+            *(np.ascontiguousarray(records[c], dtype=np.float64) for c in ("open", "high", "low", "close", "volume")),
+        )
+
+    @classmethod
     def from_candles(cls, candles: Sequence[Candle]) -> OhlcvArrays:
         if not candles:
             return cls.empty()

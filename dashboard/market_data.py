@@ -28,7 +28,13 @@ from dashboard.candles import (
 )
 from dashboard.figures import Markers, MarketChart, Overlay, visible_y_range
 from dashboard.live import LiveCandleCache, market_key
-from database.repositories.market import get_candles, latest_candle_time_ms, list_markets, load_candles_frame
+from database.repositories.market import (
+    candle_arrays,
+    get_candles,
+    latest_candle_time_ms,
+    list_markets,
+    load_candles_frame,
+)
 from database.repositories.signals import signals_in_range
 
 log = logging.getLogger(__name__)
@@ -80,11 +86,11 @@ def read_window(session: Session, exchange: str, symbol: str, timeframe: Timefra
     """Candles of ``[start_ms, end_ms)`` as at most ``budget`` (possibly aggregated) candles."""
     span = max(end_ms - start_ms, timeframe.ms)
     source = source_timeframe(timeframe, span, budget * SOURCE_ROWS_FACTOR, stored)
-    frame = load_candles_frame(session, exchange, symbol, source, start_ms, end_ms)
-    if frame.empty and source != timeframe:
+    records = candle_arrays(session, exchange, symbol, source, start_ms, end_ms)
+    if len(records) == 0 and source != timeframe:
         source = timeframe  # roll-ups not stored for this range: aggregate the native candles
-        frame = load_candles_frame(session, exchange, symbol, source, start_ms, end_ms)
-    arrays = OhlcvArrays.from_frame(frame)
+        records = candle_arrays(session, exchange, symbol, source, start_ms, end_ms)
+    arrays = OhlcvArrays.from_records(records)
     bucket = bucket_ms_for(span, source.ms, budget)
     return CandleWindow(resample(arrays, bucket) if bucket > source.ms else arrays, bucket, source)
 

@@ -8,16 +8,18 @@ dashboard use the read functions.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
+from psycopg2.errors import ForeignKeyViolation
 from sqlalchemy import CursorResult, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from config.domain import ms_to_datetime
+from config.domain import SignalEvent, ms_to_datetime
 from database.models import Bot, BotEvent, EquitySnapshot, Fill, Order, Position, SignalRow, utc_now
 
 
@@ -87,6 +89,7 @@ class BotCandleWrite:
     status: str | None = None  # set when the manager changes it (halted)
     status_reason: str | None = None
     snapshot: bool = True  # False for a write between candles (e.g. the portfolio kill switch)
+    signal: SignalEvent | None = None  # the bot's BUY/SELL signal of this candle (stored in ``signals``)
 
 
 # ---------------------------------------------------------------------------- bots
@@ -164,17 +167,25 @@ def add_event(session: Session, bot_id: int, kind: str, message: str, *, level: 
 # ---------------------------------------------------------------------------- the manager's write
 
 
-def record_candle(session: Session, writes: Sequence[BotCandleWrite]) -> dict[int, int | None]:
-    """Store what one candle did to each bot (bots deleted meanwhile are skipped).
+def record_candle(session: Session, writes: Sequence[BotCandleWrite],
+                  durable: bool = True) -> dict[int, int | None]:
+    """Store what one candle did to each bot (bots deleted meanwhile are skipped), signals included.
 
-    Returns ``{bot id: open position row id or None}`` for the bots written.
+    Returns ``{bot id: open position row id or None}`` for the bots written. On PostgreSQL it takes
+    two round trips whatever the number of bots (:func:`_record_pg`); ``durable=False`` lets the
+    commit return before its WAL is on disk (``synchronous_commit = off`` for this transaction only).
     """
     if not writes:
         return {}
+    if session.connection().dialect.name == "postgresql":
+        return _record_pg(session, writes, durable)
     alive = _update_bots(session, writes)
     writes = [w for w in writes if w.bot_id in alive]
     if not writes:
         return {}
+    from database.repositories.signals import upsert_signals
+
+    upsert_signals(session, [w.signal for w in writes if w.signal is not None])
     new_orders = [(w.bot_id, o) for w in writes for o in w.new_orders]
     if new_orders:
         session.execute(insert(Order), [
@@ -226,45 +237,169 @@ def record_candle(session: Session, writes: Sequence[BotCandleWrite]) -> dict[in
 
 
 _PG_UPDATE = (
-    "UPDATE bots SET balance = v.balance, equity = v.equity, fees_paid = v.fees_paid, "
-    "realised_pnl = v.realised_pnl, peak_equity = v.peak_equity, state = v.state, "
-    "last_candle_time = v.last_candle_time, updated_at = v.updated_at "
-    "FROM (VALUES %s) AS v(id, balance, equity, fees_paid, realised_pnl, peak_equity, state, last_candle_time, "
-    "updated_at) WHERE bots.id = v.id RETURNING bots.id"
+    b"UPDATE bots SET balance = v.balance, equity = v.equity, fees_paid = v.fees_paid, "
+    b"realised_pnl = v.realised_pnl, peak_equity = v.peak_equity, state = v.state, "
+    b"last_candle_time = v.last_candle_time, updated_at = v.updated_at "
+    b"FROM (VALUES %s) AS v(id, balance, equity, fees_paid, realised_pnl, peak_equity, state, last_candle_time, "
+    b"updated_at) WHERE bots.id = v.id RETURNING bots.id"
 )
-_PG_TEMPLATE = ("(%s::bigint, %s::numeric, %s::numeric, %s::numeric, %s::numeric, %s::numeric, %s::json, "
-                "%s::timestamptz, %s::timestamptz)")
+_PG_BOT_ROW = ("(%s::bigint, %s::numeric, %s::numeric, %s::numeric, %s::numeric, %s::numeric, %s::json, "
+               "%s::timestamptz, %s::timestamptz)")
+_PG_ORDERS = (b"INSERT INTO orders (bot_id, client_order_id, symbol, side, order_type, quantity, limit_price, "
+              b"stop_price, status, reason, candle_time, created_at, updated_at) VALUES ")
+_PG_ORDER_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_PG_ORDER_STATUS = (b"UPDATE orders SET status = v.status, updated_at = %s FROM (VALUES %s) AS v(client_order_id, "
+                    b"status) WHERE orders.client_order_id = v.client_order_id")
+_PG_FILLS = (b"INSERT INTO fills (order_id, bot_id, symbol, side, quantity, price, fee, slippage_bps, realised_pnl, "
+             b"position_after, balance_after, liquidity, reason, ts) VALUES ")
+_PG_FILL_ROW = ("((SELECT id FROM orders WHERE client_order_id = %s), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                "%s, %s)")
+_POSITION_COLUMNS = ("symbol", "side", "quantity", "entry_price", "status", "stop_loss", "take_profit",
+                     "trailing_peak", "fees", "realised_pnl", "exit_price", "exit_reason", "opened_at", "closed_at")
+_PG_POSITIONS = b"INSERT INTO positions (bot_id, " + ", ".join(_POSITION_COLUMNS).encode() + b") VALUES "
+_PG_POSITION_ROW = "(" + ", ".join(["%s"] * (len(_POSITION_COLUMNS) + 1)) + ")"
+_PG_POSITION_UPDATE = ("UPDATE positions SET " + ", ".join(f"{c} = %s" for c in _POSITION_COLUMNS)
+                       + " WHERE id = %s")
+_PG_EVENTS = b"INSERT INTO bot_events (bot_id, ts, candle_time, level, kind, message, data) VALUES "
+_PG_EVENT_ROW = "(%s, %s, %s, %s, %s, %s, %s::json)"
+_PG_SNAPSHOTS = (b"INSERT INTO equity_snapshots (bot_id, ts, equity, balance, position_value, unrealised_pnl, "
+                 b"drawdown) VALUES ")
+_PG_SNAPSHOT_ROW = "(%s, %s, %s, %s, %s, %s, %s)"
+_PG_SIGNALS = (b"INSERT INTO signals (source, strategy, exchange, symbol, timeframe, candle_time, signal_type, "
+               b"strength, reason, price, params, bot_id, created_at) VALUES ")
+_PG_SIGNAL_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s, %s)"
+_PG_SIGNALS_CONFLICT = (b" ON CONFLICT (source, exchange, symbol, timeframe, candle_time) DO UPDATE SET "
+                        + ", ".join(f"{c} = EXCLUDED.{c}" for c in ("strategy", "signal_type", "strength", "reason",
+                                                                     "price", "params", "bot_id")).encode())
+
+
+def _ts(ms: int | None) -> datetime | None:
+    return None if ms is None else ms_to_datetime(ms)
+
+
+def _position_values(values: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(_ts(values[c]) if c in ("opened_at", "closed_at") and isinstance(values[c], int) else values[c]
+                 for c in _POSITION_COLUMNS)
+
+
+class _Rows:
+    """SQL text for a batch of rows: one ``mogrify`` for the whole ``VALUES`` list of a table."""
+
+    def __init__(self, cur: Any) -> None:
+        self.cur = cur
+
+    def __call__(self, template: str, values: Sequence[tuple[Any, ...]]) -> bytes:
+        return cast(bytes, self.cur.mogrify(",".join([template] * len(values)), [x for v in values for x in v]))
+
+
+def _record_pg(session: Session, writes: Sequence[BotCandleWrite], durable: bool) -> dict[int, int | None]:
+    """The PostgreSQL write of :func:`record_candle` in one round trip (plus the caller's commit).
+
+    One multi-statement query: the bots update (``UPDATE bots … FROM (VALUES …)``: every bot's money,
+    state and ``last_candle_time``; it locks the rows), then in dependency order the orders, order
+    status changes, fills (order ids looked up in SQL), position updates, events, equity snapshots and
+    signals, and last the new positions with a ``SELECT`` of the bots that exist (``RETURNING`` the new
+    position ids). A bot deleted meanwhile makes one of its inserts break a foreign key: the write is
+    rolled back to its savepoint and done again for the bots that still exist (two round trips).
+    """
+    now = utc_now()
+    raw = session.connection().connection.dbapi_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        rows = _Rows(cur)
+        head = b"" if durable else b"SET LOCAL synchronous_commit = off;"
+        update = _PG_UPDATE % rows(_PG_BOT_ROW, [
+            (w.bot_id, w.balance, w.equity, w.fees_paid, w.realised_pnl, w.peak_equity, json.dumps(w.state),
+             ms_to_datetime(w.candle_time_ms), now) for w in writes])
+        try:
+            cur.execute(b";".join([head + b"SAVEPOINT record_candle", update, *_dependent_sql(rows, writes, now)]))
+        except ForeignKeyViolation:
+            cur.execute(b"ROLLBACK TO SAVEPOINT record_candle")
+            cur.execute(update)
+            alive = {int(r[0]) for r in cur.fetchall()}
+            writes = [w for w in writes if w.bot_id in alive]
+            if not writes:
+                return {}
+            cur.execute(b";".join(_dependent_sql(rows, writes, now)))
+        found: dict[int, int | None] = {}
+        for bot_id, status_, position_id in cur.fetchall():
+            if status_ == "open" or int(bot_id) not in found:
+                found[int(bot_id)] = None if position_id is None or status_ != "open" else int(position_id)
+    finally:
+        cur.close()
+    # a bot whose open position was written before keeps that row's id
+    return {w.bot_id: found[w.bot_id] if found[w.bot_id] is not None or w.position is None
+            else w.position.get("id") for w in writes if w.bot_id in found}
+
+
+def _dependent_sql(rows: _Rows, writes: Sequence[BotCandleWrite], now: datetime) -> list[bytes]:
+    """Statements after the bots update; the last one returns ``(bot id, new position status, its id)``
+    for every bot in ``writes`` that exists (a row per new position, or one with NULLs)."""
+    cur = rows.cur
+    sql: list[bytes] = []
+    for w in writes:
+        if w.status is not None:
+            sql.append(cur.mogrify("UPDATE bots SET status = %s, status_reason = %s WHERE id = %s",
+                                   (w.status, w.status_reason, w.bot_id)))
+    orders = [(w.bot_id, o.client_order_id, o.symbol, o.side, o.order_type, o.quantity, o.limit_price,
+               o.stop_price, o.status, o.reason, _ts(o.candle_time_ms), now, now)
+              for w in writes for o in w.new_orders]
+    if orders:
+        sql.append(_PG_ORDERS + rows(_PG_ORDER_ROW, orders))
+    status = [(client_id, s) for w in writes for client_id, s in w.order_status.items()]
+    if status:
+        sql.append(_PG_ORDER_STATUS % (cur.mogrify("%s", (now,)), rows("(%s, %s)", status)))
+    fill_rows = [(f.client_order_id, w.bot_id, f.symbol, f.side, f.quantity, f.price, f.fee, f.slippage_bps,
+                  f.realised_pnl, f.position_after, f.balance_after, f.liquidity, f.reason,
+                  ms_to_datetime(f.ts_ms)) for w in writes for f in w.fills]
+    if fill_rows:
+        sql.append(_PG_FILLS + rows(_PG_FILL_ROW, fill_rows))
+    new_positions: list[tuple[Any, ...]] = []
+    for w in writes:
+        changed = [*w.closed_positions, *([w.position] if w.position is not None and w.write_position else [])]
+        for values in changed:
+            if values.get("id") is None:
+                new_positions.append((w.bot_id, *_position_values(values)))
+            else:
+                sql.append(cur.mogrify(_PG_POSITION_UPDATE, (*_position_values(values), values["id"])))
+    events = [(w.bot_id, now, _ts(e.candle_time_ms), e.level, e.kind, e.message, json.dumps(e.data))
+              for w in writes for e in w.events]
+    if events:
+        sql.append(_PG_EVENTS + rows(_PG_EVENT_ROW, events))
+    snapshots = [(w.bot_id, ms_to_datetime(w.candle_time_ms), w.equity, w.balance, w.position_value,
+                  w.unrealised_pnl, w.drawdown) for w in writes if w.snapshot]
+    if snapshots:
+        sql.append(_PG_SNAPSHOTS + rows(_PG_SNAPSHOT_ROW, snapshots))
+    signals = [(e.source, e.strategy, e.exchange, e.symbol, e.timeframe.value, ms_to_datetime(e.candle_time_ms),
+                e.signal_type.value, e.strength, e.reason, e.price, json.dumps(dict(e.params)), w.bot_id, now)
+               for w in writes if (e := w.signal) is not None]
+    if signals:
+        sql.append(_PG_SIGNALS + rows(_PG_SIGNAL_ROW, signals) + _PG_SIGNALS_CONFLICT)
+    ids = cur.mogrify("%s", ([w.bot_id for w in writes],))
+    if new_positions:
+        sql.append(b"WITH new AS (" + _PG_POSITIONS + rows(_PG_POSITION_ROW, new_positions)
+                   + b" RETURNING bot_id, status, id) SELECT bots.id, new.status, new.id FROM bots "
+                   b"LEFT JOIN new ON new.bot_id = bots.id WHERE bots.id = ANY(" + ids + b")")
+    else:
+        sql.append(b"SELECT id, NULL, NULL FROM bots WHERE id = ANY(" + ids + b")")
+    return sql
 
 
 def _update_bots(session: Session, writes: Sequence[BotCandleWrite]) -> set[int]:
-    """Each bot's money, state and ``last_candle_time``; returns the ids of the bots that still exist.
-
-    PostgreSQL: one ``UPDATE … FROM (VALUES …) RETURNING`` for all bots (one round trip; it also locks
-    the rows, so a concurrent delete waits for this transaction). SQLite: ``executemany``.
-    """
+    """Each bot's money, state and ``last_candle_time`` (SQLite: ``executemany``); returns the ids of
+    the bots that still exist. The status of a bot the manager halted is set too."""
     now = utc_now()
     rows = [(w.bot_id, w.balance, w.equity, w.fees_paid, w.realised_pnl, w.peak_equity, w.state,
              ms_to_datetime(w.candle_time_ms), now) for w in writes]
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        from psycopg2.extras import Json, execute_values
-
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        cur = raw.cursor()
-        try:
-            found = execute_values(cur, _PG_UPDATE, [(*r[:6], Json(r[6]), *r[7:]) for r in rows],
-                                   template=_PG_TEMPLATE, page_size=1000, fetch=True)
-        finally:
-            cur.close()
-        alive = {int(r[0]) for r in found}
-    else:
-        alive = set(session.scalars(select(Bot.id).where(Bot.id.in_([w.bot_id for w in writes]))))
-        table = cast(Table, Bot.__table__)
-        names = ("bot_id", *_STATE_COLUMNS, "updated_at")
-        session.execute(update(table).where(table.c.id == bindparam("bot_id"))
-                        .values({c: bindparam(c) for c in names[1:]}),
-                        [dict(zip(names, r, strict=True)) for r in rows if r[0] in alive])
+    alive = set(session.scalars(select(Bot.id).where(Bot.id.in_([w.bot_id for w in writes]))))
+    table = cast(Table, Bot.__table__)
+    names = ("bot_id", *_STATE_COLUMNS, "updated_at")
+    if not alive:
+        return alive
+    session.execute(update(table).where(table.c.id == bindparam("bot_id"))
+                    .values({c: bindparam(c) for c in names[1:]}),
+                    [dict(zip(names, r, strict=True)) for r in rows if r[0] in alive])
     for w in writes:
         if w.status is not None and w.bot_id in alive:
             session.execute(update(Bot).where(Bot.id == w.bot_id)

@@ -238,3 +238,35 @@ def test_a_bot_that_has_traded_processes_a_backfilled_gap_like_live_candles(db_u
     curve = BotService(sessions).bot_detail("running", equity_points=10_000).equity_curve
     assert [t for t, _ in curve] == [c.open_time_ms for c in live + gap]
     assert [(f.side, datetime_to_ms(f.ts)) for f in fills] == [("buy", T0 + 13 * MIN)]
+
+
+def test_a_bot_deleted_under_the_manager_is_skipped_and_the_other_bots_are_written(db_url: str) -> None:
+    """Deleted straight in the database (another process) while loaded: the next candle's write skips
+    it (on PostgreSQL a foreign key of its snapshot fails, the write falls back to the bots that exist),
+    the other bot's position, fills and snapshots are stored and its open position id is kept."""
+    sessions = sessions_for(db_url)
+    store_candles(sessions, flat_candles([100.0] * 10))
+    service = BotService(sessions)
+    service.create_bot(all_in("kept"), start=True)
+    service.create_bot(all_in("gone"), start=True)
+    manager = BotManager(sessions)
+    manager.start()
+    rising = flat_candles([101.0, 102.0, 103.0, 104.0], start=T0 + 10 * MIN)
+    for candle in rising[:2]:  # both buy on the first rise and hold
+        store_candles(sessions, [candle])
+        manager.on_candle(candle)
+    with session_scope(sessions) as session:
+        session.delete(session.scalars(select(Bot).where(Bot.name == "gone")).one())
+    published = []
+    for candle in rising[2:]:
+        store_candles(sessions, [candle])
+        published += manager.on_candle(candle)
+    assert manager.bots["kept"].last_ms == rising[-1].open_time_ms
+    assert manager.bots["gone"].last_ms == rising[1].open_time_ms  # not advanced: nothing of it was written
+    assert manager.bots["kept"].position is not None and manager.bots["kept"].position["id"] is not None
+    assert not [ch for ch, _ in published if ch.endswith(".gone")]
+    detail = service.bot_detail("kept", equity_points=100)
+    assert [t for t, _ in detail.equity_curve][-2:] == [c.open_time_ms for c in rising[2:]]
+    with session_scope(sessions) as session:
+        assert [b.name for b in session.scalars(select(Bot))] == ["kept"]
+        assert [f.side for f in session.scalars(select(Fill))] == ["buy"]

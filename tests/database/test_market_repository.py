@@ -141,3 +141,49 @@ def test_large_trade_batches_round_trip_and_are_stored_once(db_url: str) -> None
     engine.dispose()
     assert [(t.exchange, t.symbol, t.trade_id, t.ts_ms, t.price, t.size, t.side.value) for t in stored] == (
         [r for r in rows if r[1] == "BTC-USDT"] + [r for r in rows if r[1] == "ETH-USDT"])
+
+
+def test_candle_arrays_newest_and_ranges_match_the_stored_candles(db_url: str) -> None:
+    """The array read (what the chart uses) returns the same rows as the stored candles: the newest
+    ``limit`` ascending, a half-open range, one market only, every column including trade_count."""
+    engine = make_engine(db_url)
+    factory = make_session_factory(engine)
+    t0 = 1_700_000_040_000 - 1_700_000_040_000 % 60_000
+    candles = [make_candle(t0 + i * 60_000, close=100.0 + i * 0.25, volume=1.0 + i) for i in range(300)]
+    other = [Candle("okx", "ETH-USDT", Timeframe.M1, t0 + i * 60_000, 5.0, 6.0, 4.0, 5.5, 1.0) for i in range(400)]
+    with session_scope(factory) as s:
+        market.upsert_candles(s, candles + other)
+    with session_scope(factory) as s:
+        newest = market.candle_arrays(s, "okx", "BTC-USDT", Timeframe.M1, limit=50)
+        middle = market.candle_arrays(s, "okx", "BTC-USDT", Timeframe.M1, t0 + 10 * 60_000, t0 + 20 * 60_000)
+        none = market.candle_arrays(s, "okx", "BTC-USDT", Timeframe.M5, limit=50)
+        last_two = market.get_candles(s, "okx", "BTC-USDT", Timeframe.M1, limit=2)
+    engine.dispose()
+
+    def rows(chosen: list[Candle]) -> list[tuple[object, ...]]:
+        return [(c.open_time_ms, c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.buy_volume,
+                 c.trade_count) for c in chosen]
+
+    assert newest.tolist() == rows(candles[-50:])
+    assert middle.tolist() == rows(candles[10:20])
+    assert len(none) == 0 and none.dtype == market.CANDLE_ARRAY
+    assert last_two == candles[-2:]
+
+
+def test_list_markets_names_every_stored_market_once_in_key_order(db_url: str) -> None:
+    """The market list (a loose index scan on PostgreSQL) equals the distinct stored keys, sorted."""
+    engine = make_engine(db_url)
+    factory = make_session_factory(engine)
+    t0 = 1_700_000_040_000 - 1_700_000_040_000 % 3_600_000
+    keys = [("okx", "BTC-USDT", Timeframe.M1), ("okx", "BTC-USDT", Timeframe.H1), ("binance", "ZEC-USDT", Timeframe.M5),
+            ("okx", "ETH-USDT", Timeframe.M1), ("okx", "BTC-USDT-SWAP", Timeframe.M15)]
+    with session_scope(factory) as s:
+        assert market.list_markets(s) == []
+    with session_scope(factory) as s:
+        for n, (exchange, symbol, tf) in enumerate(keys):
+            market.upsert_candles(s, [Candle(exchange, symbol, tf, t0 + i * tf.ms, 5.0, 6.0, 4.0, 5.5, 1.0)
+                                      for i in range(7 * (n + 1))])
+    with session_scope(factory) as s:
+        found = market.list_markets(s)
+    engine.dispose()
+    assert found == sorted((e, sym, tf.value) for e, sym, tf in keys)
