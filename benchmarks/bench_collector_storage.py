@@ -1,10 +1,13 @@
 """Candle and trade writes to PostgreSQL as idempotent batched upserts, rows/s.
 
 Ours (database/repositories/market.py: rows sorted by key, one binary ``COPY`` built from numpy
-arrays into a temp table, one ``INSERT … ON CONFLICT``) beside, in the same run, the plain SQLAlchemy
-``executemany`` upsert and a text ``COPY`` of the same rows formatted in Python (the previous path,
-kept here as a reference). Phases: new rows; the same rows again (a no-op re-upsert, e.g. a repeated
-backfill); for candles also changed rows (every candle revised, the worst case). The rows are 50
+arrays into a temp table, one ``INSERT … ON CONFLICT``) beside, in the same run, the strongest plain
+reference: **psycopg 3's binary ``COPY``** (``cursor.copy`` with ``set_types``, ``write_row``) into a
+temp table and the same ``INSERT … ON CONFLICT`` (for candles with the same ``WHERE … IS DISTINCT
+FROM`` rule as ours, so both skip unchanged rows); plus a text ``COPY`` formatted in Python (our
+previous path) and the plain SQLAlchemy ``executemany`` upsert. Phases: new rows; the same rows again
+(a re-upsert, e.g. a repeated backfill: **no row changes, so both sides only compare and skip**);
+for candles also changed rows (every candle revised, the worst case). The rows are 50
 markets interleaved in time order, as the collector produces them. Needs PostgreSQL
 (TEST_PG_ADMIN_URL, default local).
 
@@ -81,6 +84,49 @@ def text_copy_trades(conn: Connection, rows: Sequence[Rows]) -> None:
                     "FROM ref_trades ON CONFLICT DO NOTHING")
 
 
+_TYPES_CANDLES = ["text", "text", "text", "int8", "float8", "float8", "float8", "float8", "float8", "float8", "float8",
+                  "int4"]
+_DISTINCT = ("WHERE (" + ", ".join(f"candles.{c}" for c in UPDATED) + ") IS DISTINCT FROM ("
+             + ", ".join(f"EXCLUDED.{c}" for c in UPDATED) + ")")
+
+
+def psycopg3_candles(conn3: object, candles: Sequence[Candle]) -> None:
+    """The strongest reference: psycopg 3 binary COPY into a temp table, one upsert skipping equal rows."""
+    import psycopg
+
+    assert isinstance(conn3, psycopg.Connection)
+    updates = ", ".join(f"{col} = EXCLUDED.{col}" for col in UPDATED)
+    with conn3.transaction(), conn3.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE ref3_candles (exchange text, symbol text, timeframe text, open_ms int8, "
+                    "open float8, high float8, low float8, close float8, volume float8, quote_volume float8, "
+                    "buy_volume float8, trade_count int4) ON COMMIT DROP")
+        with cur.copy("COPY ref3_candles FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_TYPES_CANDLES)
+            for c in candles:
+                copy.write_row((c.exchange, c.symbol, c.timeframe.value, c.open_time_ms, c.open, c.high, c.low,
+                                c.close, c.volume, c.quote_volume, c.buy_volume, c.trade_count))
+        cur.execute("INSERT INTO candles (exchange, symbol, timeframe, open_time, " + ", ".join(UPDATED) + ") "
+                    "SELECT exchange, symbol, timeframe, to_timestamp(open_ms::float8 / 1000), "
+                    + ", ".join(UPDATED) + " FROM ref3_candles "
+                    f"ON CONFLICT (exchange, symbol, timeframe, open_time) DO UPDATE SET {updates} {_DISTINCT}")
+
+
+def psycopg3_trades(conn3: object, rows: Sequence[Rows]) -> None:
+    import psycopg
+
+    assert isinstance(conn3, psycopg.Connection)
+    with conn3.transaction(), conn3.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE ref3_trades (exchange text, symbol text, trade_id int8, ts_ms int8, "
+                    "price float8, size float8, side text) ON COMMIT DROP")
+        with cur.copy("COPY ref3_trades FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "text", "int8", "int8", "float8", "float8", "text"])
+            for row in rows:
+                copy.write_row(row)
+        cur.execute("INSERT INTO trades (exchange, symbol, trade_id, ts, price, size, side) "
+                    "SELECT exchange, symbol, trade_id, to_timestamp(ts_ms::float8 / 1000), price, size, side "
+                    "FROM ref3_trades ON CONFLICT DO NOTHING")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=200_000)
@@ -97,9 +143,16 @@ def main() -> None:
         factory = make_session_factory(engine)
         candles, changed, trades = make_candles(args.rows), make_candles(args.rows, bump=0.25), make_trades(args.rows)
 
+        import psycopg
+
+        conn3 = psycopg.connect(url, autocommit=True)
+
         def batches(rows: Sequence, write: Callable[[Connection, Sequence], object]) -> Callable[[], None]:
             def run() -> None:
                 for i in range(0, len(rows), BATCH):
+                    if write in (psycopg3_candles, psycopg3_trades):
+                        write(conn3, rows[i:i + BATCH])  # type: ignore[arg-type]
+                        continue
                     with session_scope(factory) as s:
                         write(s.connection(), rows[i:i + BATCH])
             return run
@@ -135,13 +188,17 @@ def main() -> None:
               f"median of {args.repeat} (executemany: 1 run)")
         methods = (
             ("candles", "executemany upsert (SQLAlchemy)", orm_candles, 1),
-            ("candles", "text COPY + upsert (reference)", text_copy_candles, args.repeat),
+            ("candles", "text COPY + upsert (our previous path)", text_copy_candles, args.repeat),
+            ("candles", "psycopg3 binary COPY + upsert (reference)", psycopg3_candles, args.repeat),
             ("candles", "binary COPY + upsert (ours)", lambda c, r: upsert_candles(c, r), args.repeat),
             ("trades", "executemany insert (SQLAlchemy)", orm_trades, 1),
-            ("trades", "text COPY + insert (reference)", text_copy_trades, args.repeat),
+            ("trades", "text COPY + insert (our previous path)", text_copy_trades, args.repeat),
+            ("trades", "psycopg3 binary COPY + insert (reference)", psycopg3_trades, args.repeat),
             ("trades", "binary COPY + insert (ours)", lambda c, r: insert_trade_rows(c, r), args.repeat),
         )
-        print(f"  {'':46s} {'new rows':>12s} {'same again':>12s} {'changed':>12s}   (k rows/s)")
+        print(f"  {'':52s} {'new rows':>12s} {'same again':>12s} {'changed':>12s}   (k rows/s; same again: "
+              "every row already stored and equal, nothing written)")
+        results: dict[tuple[str, str], list[float]] = {}
         for table, label, write, repeat in methods:
             if table == "candles":
                 phases = [("new", batches(candles, write)), ("again", batches(candles, write)),
@@ -150,7 +207,15 @@ def main() -> None:
                 phases = [("new", batches(trades, write)), ("again", batches(trades, write))]
             figures = measure(table, phases, repeat)
             cells = " ".join(f"{f / 1000:12.1f}" for f in figures) + ("" if len(figures) == 3 else f"{'-':>13s}")
-            print(f"  {table + ': ' + label:46s} {cells}")
+            print(f"  {table + ': ' + label:52s} {cells}")
+            results[(table, label.split(" (")[-1])] = figures
+        print(f"\n  {'project | psycopg3 binary COPY reference | ratio':46s}")
+        for table in ("candles", "trades"):
+            ours, ref = results[(table, "ours)")], results[(table, "reference)")]
+            for k, phase in enumerate(("new rows", "same again", "changed")[:len(ours)]):
+                print(f"  {table + ', ' + phase:46s} {ours[k] / 1000:8.1f} | {ref[k] / 1000:8.1f} k rows/s | "
+                      f"x{ours[k] / ref[k]:.2f}")
+        conn3.close()
         engine.dispose()
     finally:
         admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
