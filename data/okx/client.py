@@ -5,8 +5,9 @@ logged with OKX's code and message and leaves the others running), keeps the con
 the text ``ping``/``pong`` OKX expects before its 30 s idle cut, and reconnects with exponential
 back-off and full jitter, re-subscribing everything. A subscription left unanswered is sent again
 after ``ack_timeout``; a refused one is retried with back-off (2 s doubling to 60 s). Malformed frames
-are counted per kind, logged once per kind and skipped. Trades are handed over undecoded into domain values (see
-:mod:`data.okx.frames`): ``on_trades(symbol, wire_trades, received_ms)``.
+are counted per kind, logged once per kind and skipped; so is each trade of a push that is not the protocol's
+(``bad_trade``, ``wrong_inst_id``: counted per trade), the push's other trades are kept. Trades are handed over
+as wire values, not domain values (see :mod:`data.okx.frames`): ``on_trades(symbol, wire_trades, received_ms)``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from config.errors import MalformedMessageError
-from data.okx.frames import PONG, WireTrade, decode_public, error_symbol
+from data.okx.frames import PONG_BYTES, WireTrade, decode_public, error_symbol
 
 log = logging.getLogger(__name__)
 
@@ -209,24 +210,32 @@ class OkxTradeStream:
 
     async def _receive(self, ws: ClientConnection) -> None:
         on_trades = self.on_trades
+        on_rejected = self._malformed
         stats = self.stats
         flow = self.flow
-        async for raw in ws:
+        recv = ws.recv
+        while True:
+            try:
+                raw = await recv(decode=False)  # bytes as received: no UTF-8 decode into a str first
+            except websockets.exceptions.ConnectionClosedOK:
+                return
             if flow is not None and not flow.is_set():
                 await flow.wait()
             self._last_rx = time.monotonic()
             received = now_ms()
             stats.frames += 1
             stats.last_frame_ms = received
-            if raw == PONG:
+            if raw == PONG_BYTES:
                 continue
             try:
-                frame = decode_public(raw)
+                frame = decode_public(raw, on_rejected)
             except MalformedMessageError as exc:
                 self._malformed(exc)
                 continue
             data = frame.data
             if data is not None:
+                if not data:
+                    continue
                 stats.trades += len(data)
                 try:
                     on_trades(frame.arg.instId, data, received)  # type: ignore[union-attr]

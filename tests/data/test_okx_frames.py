@@ -147,3 +147,103 @@ def test_fuzzed_frames_either_parse_or_raise_malformed_message_error(raw: bytes)
     else:
         for t in trades:
             assert t.price > 0 and t.size > 0 and t.side in (Side.BUY, Side.SELL)
+
+
+# ---------------------------------------------------------------------------- forged and ill-typed trades
+
+GOOD = {"instId": "BTC-USDT", "tradeId": "101", "px": "42219.9", "sz": "0.5", "side": "buy", "ts": "1630048897897",
+        "count": "1", "source": "0", "seqId": 7}
+
+
+def push(*trades: dict[str, object], inst: str = "BTC-USDT") -> bytes:
+    return orjson.dumps({"arg": {"channel": "trades", "instId": inst}, "data": list(trades)})
+
+
+def good(trade_id: int, **fields: object) -> dict[str, object]:
+    return {**GOOD, "tradeId": str(trade_id), **fields}
+
+
+def decode_counting(raw: str | bytes) -> tuple[list[int], list[str]]:
+    rejected: list[MalformedMessageError] = []
+    frame = decode_public(raw, rejected.append)
+    assert frame.data is not None
+    return [t.tradeId for t in frame.data], [e.kind for e in rejected]
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("px", 42219.9), ("sz", 0.5), ("ts", 1630048897897), ("tradeId", 102), ("side", True), ("side", 1),
+    ("px", None), ("instId", None), ("px", ["1"]), ("sz", {"v": "1"}),
+])
+def test_a_trade_field_that_is_not_the_protocols_string_skips_only_that_trade(field: str, value: object) -> None:
+    ids, kinds = decode_counting(push(good(101), good(102, **{field: value}), good(103)))
+    assert ids == [101, 103]
+    assert kinds == ["bad_trade"]
+
+
+def test_a_trade_without_inst_id_is_skipped() -> None:
+    forged = good(102)
+    del forged["instId"]
+    assert decode_counting(push(good(101), forged)) == ([101], ["bad_trade"])
+
+
+def test_a_trade_of_another_instrument_inside_a_push_is_skipped_not_stored_as_the_pushs() -> None:
+    ids, kinds = decode_counting(push(good(101), good(102, instId="ETH-USDT", px="2500.1"), good(103)))
+    assert ids == [101, 103]
+    assert kinds == ["wrong_inst_id"]
+    assert decode_counting(push(good(102, instId="ETH-USDT"))) == ([], ["wrong_inst_id"])
+
+
+def test_a_single_forged_trade_push_keeps_nothing_and_counts_it() -> None:
+    assert decode_counting(push(good(5, px=1.0))) == ([], ["bad_trade"])
+
+
+def test_a_bad_value_in_one_trade_no_longer_loses_the_other_trades_of_the_push() -> None:
+    ids, kinds = decode_counting(push(good(1, px="-5"), good(2), good(3, side="BUY"), good(4, ts="soon")))
+    assert ids == [2]
+    assert kinds == ["bad_trade"] * 3
+
+
+def test_a_duplicate_key_cannot_smuggle_a_json_number_past_its_string_twin() -> None:
+    raw = push(good(101)).replace(b'"px":"42219.9"', b'"px":"42219.9","px":1')
+    assert decode_counting(raw) == ([], ["bad_trade"])
+
+
+def test_an_escaped_key_cannot_smuggle_a_json_number() -> None:
+    raw = push(good(101)).replace(b'"px":"42219.9"', b'"p\\u0078":1')
+    assert decode_counting(raw) == ([], ["bad_trade"])
+
+
+def test_spaced_json_with_strings_is_still_accepted() -> None:
+    raw = json.dumps({"arg": {"channel": "trades", "instId": "BTC-USDT"}, "data": [good(1), good(2)]}, indent=2)
+    assert decode_counting(raw) == ([1, 2], [])
+
+
+def test_the_default_handler_raises_on_a_forged_trade() -> None:
+    with pytest.raises(MalformedMessageError) as info:
+        decode_public(push(good(1), good(2, instId="ETH-USDT")))
+    assert info.value.kind == "wrong_inst_id" and "ETH-USDT" in info.value.detail
+
+
+forged_value = st.one_of(st.integers(0, 10**13), st.floats(0.1, 1e6), st.booleans(), st.none())
+field_values = {"instId": st.sampled_from(["BTC-USDT", "ETH-USDT", "BTC-USDT-SWAP"]),
+                "tradeId": st.integers(0, 10**9).map(str), "px": st.sampled_from(["1", "42219.9", "0.0001", "7"]),
+                "sz": st.sampled_from(["1", "0.5", "12"]), "side": st.sampled_from(["buy", "sell"]),
+                "ts": st.integers(0, 10**13).map(str)}
+maybe_forged_trade = st.fixed_dictionaries({
+    key: st.one_of(values, values, forged_value) for key, values in field_values.items()})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(maybe_forged_trade, max_size=6), st.booleans())
+def test_exactly_the_trades_that_are_all_strings_of_the_pushs_instrument_are_kept(
+        trades: list[dict[str, object]], compact: bool) -> None:
+    """An independent oracle: kept = every field a string and instId the push's; the rest counted."""
+    raw = push(*trades) if compact else json.dumps(
+        {"arg": {"channel": "trades", "instId": "BTC-USDT"}, "data": trades}, indent=1)
+    ids, kinds = decode_counting(raw)
+    expected = [int(t["tradeId"]) for t in trades  # type: ignore[call-overload]
+                if all(isinstance(t[k], str) for k in field_values) and t["instId"] == "BTC-USDT"]
+    assert ids == expected
+    assert len(kinds) == len(trades) - len(expected)
+    assert kinds.count("wrong_inst_id") == sum(
+        1 for t in trades if all(isinstance(t[k], str) for k in field_values) and t["instId"] != "BTC-USDT")

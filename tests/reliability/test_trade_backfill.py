@@ -4,6 +4,7 @@ trade id of the tape exactly once; a gap REST no longer reaches back to is repor
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -77,5 +78,34 @@ def test_an_abrupt_close_loses_no_raw_trade_and_a_gap_rest_cannot_reach_is_repor
                    run.failed)
         report = run.collector._health(1.0)[f"collector.okx.{SYMBOL}"][1]
         assert report["trade_gaps_unfilled"] == 1 and report["trade_gaps_filled"] >= 1
+    finally:
+        run.close()
+
+
+def test_a_frame_over_the_size_limit_ends_the_connection_and_its_gap_is_backfilled(
+        loop_thread: LoopThread) -> None:
+    """A 20 MiB frame (over the client's 16 MiB limit): the client closes with 1009, reconnects, and the
+    raw trades the replay sent meanwhile are fetched from REST; nothing of the huge frame is stored."""
+    tape = load(SHORT_TAPE)
+    run = CollectorRun(loop_thread, tape, speed=40)
+    try:
+        wait_until(lambda: len(stored_trade_ids(run.url)) > 100, 30, "trades stored", run.failed)
+        stream = run.collector.stream
+        before = stream.stats.reconnects
+        entry = json.dumps({"instId": SYMBOL, "tradeId": "1", "px": "1", "sz": "1", "side": "buy", "ts": "1"})
+        push = {"arg": {"channel": "trades", "instId": SYMBOL}, "data": ["X"]}
+        huge = json.dumps(push).replace('"X"', ",".join([entry] * (20 * 2**20 // len(entry))))
+        assert len(huge) > 20 * 2**20 - 100
+        loop_thread.run(run.server.send_raw(huge))
+        wait_until(lambda: stream.stats.reconnects > before, 30, "the client reconnected", run.failed)
+        stats = run.collector.backfiller.stats[SYMBOL]
+        wait_until(lambda: stats.trade_gaps_filled >= 1, 30, "the gap's raw trades backfilled", run.failed)
+        assert stats.trades_backfilled > 0  # the reconnect really left a gap on the socket
+
+        def contiguous() -> bool:
+            ids = stored_trade_ids(run.url)
+            return ids == sorted(int(i) for i in tape.trade_id if ids[0] <= int(i) <= ids[-1]) and len(ids) > 200
+        # (the huge frame's trade id 1 is far below the tape's: had it been stored, this would not hold)
+        wait_until(contiguous, 15, "every trade id between the first and the last stored, once", run.failed)
     finally:
         run.close()
