@@ -1,18 +1,36 @@
 """Collector hot path: parse + aggregate OKX ``trades`` frames built from a real tape, one core.
 
-Prints our figure beside a plain ``json.loads`` + Python-loop baseline in the same run (CPU time of
-this process, best of three, so other work on the machine disturbs it less).
+Two frame shapes: the replay's real-time pushes (one push per run of trades with the same time and
+side, as OKX groups them) and one trade per push (OKX's most common frame on a quiet market). Each
+engine runs the same frames; the figure is the median of ``--repeat`` runs of CPU time of this
+process, the same way for every engine (the engines take turns in each round).
+Rows: project | strongest reference | ratio.
 
-    .venv/bin/python benchmarks/bench_collector.py [--trades 2000000]
+* ours: ``decode_public`` (typed msgspec decode, protocol check: every field the protocol's string,
+  each ``instId`` the push's) + ``CandleEngine`` (dedupe by trade id, 1m per trade, 3m..1d rolled up).
+* strongest reference: a typed msgspec decode (same struct shape, no protocol check) + a plain dict
+  1m aggregator (no dedupe, no other timeframes): the least work that still yields 1m candles.
+* weak reference: ``json.loads`` + the same plain loop.
+
+``--peak-trades N`` also ingests N trades (frames built lazily, so the frames themselves do not
+count) in a fresh process for ours and for the reference and prints the peak RSS of each.
+
+    .venv/bin/python benchmarks/bench_collector.py [--trades 1000000] [--repeat 5] [--peak-trades 5000000]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
+import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+
+import msgspec
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -25,51 +43,107 @@ from data.replay.tape import read_tape  # noqa: E402
 
 TAPE = ROOT / "data" / "samples" / "tape_BTC-USDT_binance_spot_2024-08-08T2354.csv.gz"
 SYMBOL = "BTC-USDT"
+SHAPES = {"grouped": (100, True), "single": (1, False)}  # name: (max trades per push, same time+side only)
 
 
-def build_frames(total: int) -> tuple[list[bytes], int]:
-    """OKX pushes as the replay sends them in real time: one push per (time, side) group."""
+def iter_frames(total: int, shape: str) -> Iterator[bytes]:
+    """OKX pushes as the replay sends them, holding ``total`` trades (the tape looped)."""
+    max_trades, same_ts_side = SHAPES[shape]
     feed = Feed(SYMBOL, read_tape(TAPE), loop=True)
-    frames, index = [], 0
+    index = 0
     while index < total:
-        end = feed.group_end(index, index + 100, 100, same_ts_side=True)
-        frames.append(feed.push(index, end).encode())
+        end = feed.group_end(index, min(total, index + max_trades), max_trades, same_ts_side)
+        yield feed.push(index, end).encode()
         index = end
-    return frames, index
 
 
-def baseline(frames: list[bytes]) -> int:
-    """json.loads + a plain loop into dict-based 1m bars (the CEO's reference figure)."""
+# ---------------------------------------------------------------------------- the engines
+
+
+def _plain_bar(bars: dict[tuple[str, int], list[float]], symbol: str, ts: int, px: float, sz: float,
+               buy: bool) -> None:
+    key = (symbol, ts - ts % 60_000)
+    bar = bars.get(key)
+    if bar is None:
+        bars[key] = [px, px, px, px, sz, px * sz, sz if buy else 0.0, 1]
+        return
+    if px > bar[1]:
+        bar[1] = px
+    if px < bar[2]:
+        bar[2] = px
+    bar[3] = px
+    bar[4] += sz
+    bar[5] += px * sz
+    if buy:
+        bar[6] += sz
+    bar[7] += 1
+
+
+def json_loop(frames: Iterable[bytes]) -> int:
+    """json.loads + a plain loop into dict-based 1m bars."""
     bars: dict[tuple[str, int], list[float]] = {}
     n = 0
     for raw in frames:
         msg = json.loads(raw)
         symbol = msg["arg"]["instId"]
         for d in msg["data"]:
-            ts = int(d["ts"])
-            px = float(d["px"])
-            sz = float(d["sz"])
-            key = (symbol, ts - ts % 60_000)
-            bar = bars.get(key)
-            if bar is None:
-                bars[key] = [px, px, px, px, sz, px * sz, sz if d["side"] == "buy" else 0.0, 1]
-            else:
-                if px > bar[1]:
-                    bar[1] = px
-                if px < bar[2]:
-                    bar[2] = px
-                bar[3] = px
-                bar[4] += sz
-                bar[5] += px * sz
-                if d["side"] == "buy":
-                    bar[6] += sz
-                bar[7] += 1
+            _plain_bar(bars, symbol, int(d["ts"]), float(d["px"]), float(d["sz"]), d["side"] == "buy")
             n += 1
     return n
 
 
-def ours(frames: list[bytes]) -> int:
-    """Typed msgspec decode + the candle engine (1m per trade, 5m..1d rolled up from 1m)."""
+class _RefTrade(msgspec.Struct, gc=False):
+    tradeId: int
+    px: float
+    sz: float
+    side: str
+    ts: int
+
+
+class _RefArg(msgspec.Struct, gc=False):
+    channel: str
+    instId: str
+
+
+class _RefPush(msgspec.Struct, gc=False):
+    arg: _RefArg
+    data: list[_RefTrade]
+
+
+_ref_decoder = msgspec.json.Decoder(_RefPush, strict=False)
+
+
+def msgspec_loop(frames: Iterable[bytes]) -> int:
+    """Typed msgspec decode (strings converted in C) + the plain 1m loop, inlined."""
+    bars: dict[tuple[str, int], list[float]] = {}
+    decode = _ref_decoder.decode
+    n = 0
+    for raw in frames:
+        push = decode(raw)
+        symbol = push.arg.instId
+        for d in push.data:
+            ts, px, sz = d.ts, d.px, d.sz
+            key = (symbol, ts - ts % 60_000)
+            bar = bars.get(key)
+            if bar is None:
+                bars[key] = [px, px, px, px, sz, px * sz, sz if d.side == "buy" else 0.0, 1]
+                continue
+            if px > bar[1]:
+                bar[1] = px
+            if px < bar[2]:
+                bar[2] = px
+            bar[3] = px
+            bar[4] += sz
+            bar[5] += px * sz
+            if d.side == "buy":
+                bar[6] += sz
+            bar[7] += 1
+        n += len(push.data)
+    return n
+
+
+def ours(frames: Iterable[bytes]) -> int:
+    """decode_public (typed decode + protocol check) + the candle engine, as the client calls them."""
     engine = CandleEngine([SYMBOL], DEFAULT_TIMEFRAMES)
     on_trades = engine.on_trades
     n = 0
@@ -83,25 +157,77 @@ def ours(frames: list[bytes]) -> int:
     return n
 
 
-def timed(fn, frames: list[bytes], repeat: int = 3) -> tuple[float, int]:  # type: ignore[no-untyped-def]
-    best, count = float("inf"), 0
+ENGINES: dict[str, Callable[[Iterable[bytes]], int]] = {"ours": ours, "msgspec": msgspec_loop, "json": json_loop}
+
+
+def median_cpu(frames: list[bytes], repeat: int) -> dict[str, tuple[float, int]]:
+    """Median CPU seconds (and trade count) per engine; the engines take turns in every round, so a
+    disturbance of the machine falls on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in ENGINES}
+    counts: dict[str, int] = {}
     for _ in range(repeat):
-        start = time.process_time()
-        count = fn(frames)
-        best = min(best, time.process_time() - start)
-    return best, count
+        for name, fn in ENGINES.items():
+            start = time.process_time()
+            counts[name] = fn(frames)
+            times[name].append(time.process_time() - start)
+    return {name: (statistics.median(times[name]), counts[name]) for name in ENGINES}
+
+
+def peak_rss_child(engine: str, total: int, shape: str) -> None:
+    """In a fresh process: peak RSS before and after ingesting ``total`` trades (frames built lazily)."""
+    frames = iter_frames(total, shape)
+    first = next(frames)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    count = ENGINES[engine](_chain(first, frames))
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"before_kib": before, "after_kib": after, "trades": count}))
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def peak_rss(engine: str, total: int, shape: str) -> dict[str, int]:
+    out = subprocess.run([sys.executable, __file__, "--peak-child", engine, "--peak-trades", str(total),
+                          "--peak-shape", shape], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--trades", type=int, default=2_000_000)
+    parser.add_argument("--trades", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--peak-trades", type=int, default=5_000_000, help="0: skip the peak-memory rows")
+    parser.add_argument("--peak-shape", choices=sorted(SHAPES), default="grouped")
+    parser.add_argument("--peak-child", choices=sorted(ENGINES), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    frames, total = build_frames(args.trades)
-    print(f"{total:,} real BTCUSDT trades (tape looped) in {len(frames):,} OKX pushes "
-          f"({total / len(frames):.2f} trades/push)")
-    for name, fn in (("json.loads + python loop (baseline)", baseline), ("msgspec + CandleEngine (ours)", ours)):
-        seconds, count = timed(fn, frames)
-        print(f"  {name:40s} {count / seconds / 1e6:6.2f} M trades/s  ({seconds * 1e9 / count:5.0f} ns/trade)")
+    if args.peak_child:
+        peak_rss_child(args.peak_child, args.peak_trades, args.peak_shape)
+        return
+
+    print(f"collector ingest, real BTCUSDT trades (tape looped), CPU time of one core, median of {args.repeat}")
+    print(f"{'frames':44s} {'ours':>14s} {'msgspec ref':>14s} {'ratio':>6s} {'json ref':>14s}")
+    for shape in SHAPES:
+        frames = list(iter_frames(args.trades, shape))
+        rates = {}
+        for name, (seconds, count) in median_cpu(frames, args.repeat).items():
+            assert count == args.trades, (name, count)
+            rates[name] = count / seconds / 1e6
+        label = f"{shape}: {args.trades:,} trades in {len(frames):,} pushes ({args.trades / len(frames):.2f}/push)"
+        print(f"{label:44s} {rates['ours']:8.2f} M/s   {rates['msgspec']:8.2f} M/s   "
+              f"{rates['ours'] / rates['msgspec']:5.2f}  {rates['json']:8.2f} M/s")
+        del frames
+
+    if args.peak_trades:
+        print(f"\npeak RSS ingesting {args.peak_trades:,} trades ({args.peak_shape} pushes, built lazily; "
+              "fresh process each)")
+        print(f"{'':44s} {'ours':>14s} {'msgspec ref':>14s} {'ratio':>6s}")
+        got = {name: peak_rss(name, args.peak_trades, args.peak_shape) for name in ("ours", "msgspec")}
+        for key, label in (("before_kib", "before ingest (interpreter, tape, modules)"),
+                           ("after_kib", "peak after ingest")):
+            a, b = got["ours"][key] / 1024, got["msgspec"][key] / 1024
+            print(f"{label:44s} {a:9.0f} MiB   {b:9.0f} MiB   {a / b:5.2f}")
 
 
 if __name__ == "__main__":

@@ -114,7 +114,32 @@ class CandleEngine:
         if book is None:
             self.unknown_symbol_trades += len(trades)
             return
-        if not trades:
+        if len(trades) == 1 and not book.resync:  # OKX's most common push: one new trade of the open minute
+            t = trades[0]
+            bar = book.cur
+            tid = t.tradeId
+            ts = t.ts
+            if bar is not None and tid > book.max_id and bar.start <= ts < bar.start + MINUTE_MS:
+                px = t.px
+                sz = t.sz
+                book.max_id = tid
+                bar.ids.append(tid)
+                bar.close = px
+                if px > bar.high:
+                    bar.high = px
+                elif px < bar.low:
+                    bar.low = px
+                bar.volume += sz
+                bar.quote += px * sz
+                if t.side is Side.BUY:
+                    bar.buy += sz
+                if ts > book.watermark:
+                    book.watermark = ts
+                book.watermark_recv = received_ms
+                book.trades += 1
+                book.dirty = True
+                return
+        elif not trades:
             return
         if book.resync:
             self._begin_repair(book, min(t.ts for t in trades))

@@ -94,21 +94,24 @@ def decode_public(raw: str | bytes, on_rejected: RejectedHandler = _raise) -> Pu
         frame = _public_decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return _salvage(raw, on_rejected, exc)
-    arg = frame.arg
     data = frame.data
+    arg = frame.arg
     if data is not None and arg is not None and arg.channel == "trades" and arg.instId and frame.event is None:
         if type(raw) is str:
             raw = raw.encode()
-        skeletons = _SKELETONS.get(len(data))
-        if skeletons is None:
-            skeletons = _skeletons(len(data))
+        n = len(data)
+        skeletons = _SKELETONS.get(n) or _skeletons(n)
         if raw.translate(None, _DELETED) in skeletons:  # type: ignore[union-attr]
             symbol = arg.instId
-            for t in data:
-                if t.instId != symbol:
-                    break
+            if n == 1:
+                if data[0].instId == symbol:
+                    return frame
             else:
-                return frame
+                for t in data:
+                    if t.instId != symbol:
+                        break
+                else:
+                    return frame
         return _salvage(raw, on_rejected, None)
     return _check(frame, raw)
 
