@@ -84,8 +84,9 @@ def run_backtest(spec: BacktestSpec, prepared: Prepared, *, signals: np.ndarray 
         raise ConfigurationError(f"the vectorised path cannot run this backtest: {blocker}", field="path")
     fast = run_fast(spec.bot, data, codes, start) if spec.path != "bar" and blocker is None else None
     if fast is None and spec.path == "vectorised":
-        raise ConfigurationError("the vectorised path cannot run this backtest: an entry would fall below the "
-                                 f"minimum order of {spec.bot.min_order_quote}", field="path")
+        raise ConfigurationError("the vectorised path cannot run this backtest: an entry falls below the "
+                                 f"minimum order of {spec.bot.min_order_quote} and a later one would fit again",
+                                 field="path")
     if fast is not None:
         trades, equity, position, events, halted, path = fast.trades, fast.equity, fast.position, {}, None, \
             "vectorised"

@@ -81,8 +81,13 @@ def positions_from_signals(codes: np.ndarray, allow_short: bool) -> np.ndarray:
 
 
 def run_fast(config: BotConfig, data: CandleData, signals: np.ndarray, trade_start: int = 0) -> FastRun | None:
-    """Simulate ``signals`` on ``data``; None when an entry would fall below ``min_order_quote``
-    (the broker path skips such entries, which changes the position sequence)."""
+    """Simulate ``signals`` on ``data``.
+
+    When an entry falls below ``min_order_quote`` (equity drained by fees and losses) the broker skips
+    it and stays flat, its equity frozen; so the run ends there with every later entry skipped too. If a
+    later entry would fit on that frozen equity after all (its signal close against its fill price),
+    the sequence is the bar path's to find: None.
+    """
     assert isinstance(config.sizing, EquityFractionSizing) and isinstance(config.slippage, FixedSlippageConfig)
     n = len(data)
     codes = np.asarray(signals, dtype=np.int8).copy()
@@ -108,13 +113,24 @@ def run_fast(config: BotConfig, data: CandleData, signals: np.ndarray, trade_sta
     fraction = min(config.sizing.fraction_pct / 100, config.risk.max_exposure_pct / 100, config.leverage)
     signal_close = data.close[entries - 1]
     gross = np.where(closed, side * (exit_price - entry_price) - rate * (entry_price + exit_price), 0.0)
-    units = _units(_Sizing(fraction, config.leverage, rate, signal_close, side, entry_price, gross),
-                   entries[1:] == exits[:-1])
+    reverses = entries[1:] == exits[:-1]
+    units = _units(_Sizing(fraction, config.leverage, rate, signal_close, side, entry_price, gross), reverses)
     growth = np.where(closed, 1.0 + units * gross, 1.0)
     before = config_cash(config) * np.concatenate([[1.0], np.cumprod(growth)[:-1]])
     size = units * before
-    if np.any(size * signal_close < float(config.min_order_quote)):
-        return None
+    blocked = _below_minimum(config, fraction, rate, before, units, side, entry_price, signal_close, reverses)
+    if blocked is not None:  # equity drained (fees, losses): the broker skips this entry and, flat, stays so
+        if blocked < 0:
+            return None
+        k = blocked
+        later = codes[entries[k]:n - 1]
+        if np.any(later != 0 if config.allow_short else later > 0) and fraction * float(before[k]) >= float(
+                config.min_order_quote):
+            return None  # flat on the equity trade k - 1 left, a later entry would fit: the bar path's to find
+        position = position.copy()
+        position[entries[k]:] = 0
+        entries, exits, side, closed, entry_price, exit_price, units, growth, before, size = (
+            x[:k] for x in (entries, exits, side, closed, entry_price, exit_price, units, growth, before, size))
     fees = rate * size * (entry_price + np.where(closed, exit_price, 0.0))
     pnl = np.where(closed, before * (growth - 1.0), -rate * size * entry_price)
     reasons = tuple(("signal SELL" if s > 0 else "signal BUY") if c else "" for c, s in zip(closed, side, strict=True))
@@ -124,6 +140,32 @@ def run_fast(config: BotConfig, data: CandleData, signals: np.ndarray, trade_sta
     equity = _equity_curve(data.close, position, entries, side, size, entry_price, before, growth,
                            config_cash(config), rate)
     return FastRun(trades, equity, position)
+
+
+def _below_minimum(config: BotConfig, fraction: float, rate: float, before: np.ndarray, units: np.ndarray,
+                   side: np.ndarray, entry_price: np.ndarray, signal_close: np.ndarray,
+                   reverses: np.ndarray) -> int | None:
+    """The first trade whose entry the broker skips as below ``min_order_quote``; None when none is;
+    -1 when one is too close to the minimum to tell (the broker floors sizes to the lot).
+
+    The broker checks the order before its margin clamp: ``fraction`` of the equity at the signal
+    close, which for a reversal still holds the previous trade marked at that close.
+    """
+    minimum = float(config.min_order_quote)
+    if minimum <= 0 or before.size == 0:
+        return None
+    equity = before.copy()
+    k = np.flatnonzero(reverses) + 1
+    p = k - 1
+    equity[k] = before[p] * (1 + units[p] * (side[p] * (signal_close[k] - entry_price[p]) - rate * entry_price[p]))
+    quote = fraction * equity
+    lot = float(config.lot_size) * signal_close
+    unsure = (quote >= minimum) & (quote < minimum + lot)
+    small = quote < minimum
+    first = int(np.argmax(small | unsure))
+    if not (small[first] or unsure[first]):
+        return None
+    return -1 if unsure[first] else first
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -100,3 +100,60 @@ def test_signals_come_from_the_strategy_contract_on_the_whole_history() -> None:
     for row in (200, 1_234, 2_999):
         live = strategy.generate_signal(data.slice(0, row + 1).frame())
         assert {"BUY": 1, "SELL": -1, "HOLD": 0}[live.signal_type.value] == codes[row]
+
+
+@pytest.mark.parametrize("allow_short", [False, True], ids=["long-only", "long-short"])
+def test_equity_drained_by_fees_below_the_minimum_order_runs_on_both_paths_alike(allow_short: bool) -> None:
+    """Dense signals at a 5% fee, all equity per entry: the equity falls below the minimum order, the
+    broker skips that entry and every later one. The fast path ends the same way (it used to refuse)."""
+    rng = np.random.default_rng(7)
+    data = make_candles(4_000, seed=7)
+    signals = rng.choice([-1, 0, 1], size=len(data)).astype(np.int8)
+    bot = make_bot(timeframe="1m", fee=0.05, allow_short=allow_short)
+    strategy = create_strategy("sma_cross", {})
+    fast = run_fast(bot, data, signals)
+    slow = run_bars(bot, strategy, data, signals)
+    assert fast is not None
+    assert slow.events.get("entry_blocked", 0) > 0  # the drain really happened, long before the end
+    assert slow.trades.exit_bar[-1] < len(data) - 100
+    f, s = fast.trades, slow.trades
+    assert len(f) == len(s) > 50
+    for column in ("side", "entry_bar", "exit_bar", "entry_price", "exit_price"):
+        assert np.array_equal(getattr(f, column), getattr(s, column), equal_nan=True), column
+    assert f.exit_reason == s.exit_reason
+    assert np.array_equal(fast.position, slow.position)
+    # Money differs by the broker's rounding (sizes floored to the 1e-8 lot, cash kept to 1e-8), which is
+    # large relative to a drained equity (the 1e-8 lot is 2e-4 USDT at these prices): checked to 1e-7 of
+    # the starting 10,000.
+    np.testing.assert_allclose(f.fees, s.fees, rtol=1e-6, atol=1e-3)
+    np.testing.assert_allclose(fast.equity, slow.equity, rtol=1e-6, atol=1e-3)
+    auto = run_backtest(BacktestSpec(bot=bot, path="vectorised"), Prepared(data, 0), signals=signals)
+    assert auto.path == "vectorised" and len(auto.trades) == len(slow.trades)
+
+
+def test_a_skipped_reversal_followed_by_an_entry_that_fits_again_is_left_to_the_bar_path() -> None:
+    """The broker sizes a reversal on the equity at the signal close (the long still marked there); the
+    price gaps up 1% to the next open, where the long exits. With the minimum order between the two
+    equities the reversal entry is skipped, yet the next entry from flat fits: only the bar path knows
+    that sequence, so the fast path steps aside."""
+    from decimal import Decimal
+
+    base = make_candles(600, seed=3)
+    opens = base.open.copy()
+    opens[101] = base.close[100] * 1.01
+    data = CandleData(base.open_time, opens, np.maximum(base.high, opens), base.low, base.close, base.volume,
+                      "random walk with a gap")
+    signals = np.zeros(len(data), dtype=np.int8)
+    signals[[50, 100, 160]] = [1, -1, 1]  # long (a loser), stop-and-reverse to short at the gap, long again
+    bot = make_bot(timeframe="1m", fee=0.001, allow_short=True)
+    free = run_fast(bot, data, signals)
+    assert free is not None and len(free.trades) == 3
+    t = free.trades
+    marked = 10_000 + t.size[0] * (data.close[100] - t.entry_price[0]) - 0.001 * t.size[0] * t.entry_price[0]
+    after_exit = 10_000 + t.pnl[0]
+    assert marked < after_exit < 10_000  # the gap: the exit fills above the signal close
+    bot = bot.model_copy(update={"min_order_quote": Decimal(round((marked + after_exit) / 2, 2))})
+    assert run_fast(bot, data, signals) is None
+    slow = run_bars(bot, create_strategy("sma_cross", {}), data, signals)
+    assert list(slow.trades.entry_bar) == [51, 161] and list(slow.trades.side) == [1, 1]
+    assert run_backtest(BacktestSpec(bot=bot), Prepared(data, 0), signals=signals).path == "bar"
