@@ -124,8 +124,9 @@ def run_fast(config: BotConfig, data: CandleData, signals: np.ndarray, trade_sta
             return None
         k = blocked
         later = codes[entries[k]:n - 1]
-        if np.any(later != 0 if config.allow_short else later > 0) and fraction * float(before[k]) >= float(
-                config.min_order_quote):
+        opens = later != 0 if config.allow_short else later > 0
+        need = np.maximum(float(config.min_order_quote), float(config.lot_size) * data.close[entries[k]:n - 1][opens])
+        if np.any(fraction * float(before[k]) >= need):
             return None  # flat on the equity trade k - 1 left, a later entry would fit: the bar path's to find
         position = position.copy()
         position[entries[k]:] = 0
@@ -145,23 +146,24 @@ def run_fast(config: BotConfig, data: CandleData, signals: np.ndarray, trade_sta
 def _below_minimum(config: BotConfig, fraction: float, rate: float, before: np.ndarray, units: np.ndarray,
                    side: np.ndarray, entry_price: np.ndarray, signal_close: np.ndarray,
                    reverses: np.ndarray) -> int | None:
-    """The first trade whose entry the broker skips as below ``min_order_quote``; None when none is;
-    -1 when one is too close to the minimum to tell (the broker floors sizes to the lot).
+    """The first trade whose entry the broker skips as below ``min_order_quote`` (or below one lot, which
+    floors to nothing); None when none is; -1 when one is too close to that to tell (the broker floors
+    sizes to the lot).
 
     The broker checks the order before its margin clamp: ``fraction`` of the equity at the signal
     close, which for a reversal still holds the previous trade marked at that close.
     """
-    minimum = float(config.min_order_quote)
-    if minimum <= 0 or before.size == 0:
+    if before.size == 0:
         return None
     equity = before.copy()
     k = np.flatnonzero(reverses) + 1
     p = k - 1
     equity[k] = before[p] * (1 + units[p] * (side[p] * (signal_close[k] - entry_price[p]) - rate * entry_price[p]))
     quote = fraction * equity
-    lot = float(config.lot_size) * signal_close
-    unsure = (quote >= minimum) & (quote < minimum + lot)
-    small = quote < minimum
+    lot = float(config.lot_size) * signal_close  # one lot's worth: a smaller order floors to nothing
+    need = np.maximum(float(config.min_order_quote), lot)
+    small = quote < need
+    unsure = ~small & (quote < need + lot)
     first = int(np.argmax(small | unsure))
     if not (small[first] or unsure[first]):
         return None

@@ -21,6 +21,8 @@ import argparse
 import gzip
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,7 +49,7 @@ DAY_MS = 86_400_000
 
 def peers(*args: str) -> dict:
     """Run the peer script outside the repository (PyPI's ``backtesting`` must not be shadowed)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"BENCH_REPEAT": str(REPEAT)}
     done = subprocess.run([sys.executable, str(PEERS), *args], cwd=tempfile.gettempdir(), env=env,
                           capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
@@ -70,13 +72,16 @@ def write_csv(data: CandleData, path: Path) -> Path:
     return path
 
 
-def best_of(repeat: int, fn) -> float:  # type: ignore[no-untyped-def]
+REPEAT = 3  # every engine, ours and the peers alike: the median wall time of this many runs
+
+
+def median_of(repeat: int, fn) -> float:  # type: ignore[no-untyped-def]
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
         fn()
         times.append(time.perf_counter() - started)
-    return min(times)
+    return statistics.median(times)
 
 
 # ------------------------------------------------------------------------------------- 1. peers
@@ -142,37 +147,56 @@ def _same_trades(reference: list[dict], trades: list[dict]) -> bool:
 
 # ------------------------------------------------------------------------------------- 2. speed
 
-def one_backtest(rows: int, workdir: Path) -> None:
-    print(f"\n== One SMA(10)/SMA(30) backtest on {rows:,} 1m candles (random walk, fee 0)")
+def one_backtest(rows: int, workdir: Path, fee: float) -> None:
+    print(f"\n== One SMA(10)/SMA(30) backtest on {rows:,} 1m candles (random walk), fee {fee:.1%} per fill, "
+          f"all equity per entry, compounding; wall time, median of {REPEAT}")
     data = random_walk(rows)
-    bot = build_bot_config("sma_cross", {"fast": 10, "slow": 30}, symbol="BTC-USDT", timeframe="1m", fee=0.0)
+    bot = build_bot_config("sma_cross", {"fast": 10, "slow": 30}, symbol="BTC-USDT", timeframe="1m", fee=fee)
     spec = BacktestSpec(bot=bot, path="vectorised")
     prepared = Prepared(data, 0)
-    fast = best_of(5, lambda: run_backtest(spec, prepared))
+    fast = median_of(REPEAT, lambda: run_backtest(spec, prepared))
     strategy = make_strategy(spec)
     signals = compute_signals(strategy, data)
-    signal_time = best_of(3, lambda: compute_signals(strategy, data))
-    loop = best_of(2, lambda: run_bars(bot, strategy, data, signals))
-    full_bar = best_of(1, lambda: run_backtest(spec.model_copy(update={"path": "bar"}), prepared))
-    trades = len(run_backtest(spec, prepared).trades)
-    reversing = build_bot_config("sma_cross", {"fast": 10, "slow": 30}, symbol="BTC-USDT", timeframe="1m",
-                                 fee=0.0, allow_short=True)
-    loop_short = best_of(2, lambda: run_bars(reversing, strategy, data, signals))
-    print(f"   trades: {trades:,}; strategy signals alone: {signal_time * 1000:.0f} ms")
-    print(f"   ours, vectorised path (signals + trades + equity + metrics): {fast:.3f} s = {rows / fast:,.0f} bars/s")
-    print(f"   ours, bar-by-bar through PaperBroker (loop only):          {loop:.3f} s = {rows / loop:,.0f} bars/s")
-    print(f"   ours, bar-by-bar, whole backtest incl. signals + metrics:   {full_bar:.3f} s = "
-          f"{rows / full_bar:,.0f} bars/s")
-    print(f"   ours, bar-by-bar long/short, every signal a stop-and-reverse (loop only): {loop_short:.3f} s = "
-          f"{rows / loop_short:,.0f} bars/s")
+    loop = median_of(REPEAT, lambda: run_bars(bot, strategy, data, signals))
+    bar_spec = spec.model_copy(update={"path": "bar"})
+    full_bar = median_of(REPEAT, lambda: run_backtest(bar_spec, prepared))
+    vec_result, bar_result = run_backtest(spec, prepared), run_backtest(bar_spec, prepared)
     csv = write_csv(data, workdir / "walk_1m.csv")
-    results = peers(str(csv), "10", "30", "0.0", "10000", "long_only")["results"]
+    results = peers(str(csv), "10", "30", repr(fee), "10000", "long_only")["results"]
     vbt = next(r for r in results if r["engine"] == "vectorbt")
     bt = next(r for r in results if r["engine"] == "backtesting.py")
-    print(f"   vectorbt (SMA + from_signals + final value, compiled): {vbt['seconds']:.3f} s = "
-          f"{rows / vbt['seconds']:,.0f} bars/s ({len(vbt['trades']):,} trades)")
-    print(f"   backtesting.py: {bt['seconds']:.3f} s = {rows / bt['seconds']:,.0f} bars/s "
-          f"({len(bt['trades']):,} trades)")
+    blocked = bar_result.events.get("entry_blocked", 0)
+    print(f"   trades: ours {len(vec_result.trades):,} (vectorised) = {len(bar_result.trades):,} (bar), "
+          f"vectorbt {len(vbt['trades']):,}, backtesting.py {len(bt['trades']):,}; final equity ours "
+          f"{vec_result.final_equity:,.6g} / {bar_result.final_equity:,.6g}, vectorbt {vbt['final_equity']:,.6g}"
+          + (f"; entries skipped as below our 1 USDT minimum order (the peers have none, they trade on): "
+             f"{blocked:,}" if blocked else ""))
+    print(f"   {'engine':58s} {'ours':>13s} {'reference':>13s} {'ratio':>6s}")
+    for label, ours_s, ref_s in (
+            ("vectorised (signals + trades + equity + metrics) | vectorbt", fast, vbt["seconds"]),
+            ("bar-by-bar through PaperBroker, loop only | backtesting.py", loop, bt["seconds"]),
+            ("bar-by-bar, whole backtest | backtesting.py", full_bar, bt["seconds"])):
+        print(f"   {label:58s} {rows / ours_s / 1e3:8,.0f} kb/s {rows / ref_s / 1e3:8,.0f} kb/s "
+              f"{ref_s / ours_s:6.2f}")
+    print("   (kb/s: thousand bars per second; ratio > 1: ours faster)")
+
+
+def peak_memory(rows: int) -> None:
+    """Peak RSS of one whole backtest of ``rows`` bars on each path, a fresh process each."""
+    print(f"\n== Peak memory, one backtest of {rows:,} 1m candles (fee 0.1%), fresh process per path")
+    for path in ("vectorised", "bar"):
+        out = subprocess.run([sys.executable, __file__, "--peak-child", path, "--peak-rows", str(rows)],
+                             capture_output=True, text=True, check=True).stdout
+        before, after = (int(x) / 1024 for x in out.split())
+        print(f"   {path:10s} path: peak {after:,.0f} MiB (candles and interpreter alone: {before:,.0f} MiB)")
+
+
+def peak_child(path: str, rows: int) -> None:
+    data = random_walk(rows)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    bot = build_bot_config("sma_cross", {"fast": 10, "slow": 30}, symbol="BTC-USDT", timeframe="1m", fee=0.001)
+    run_backtest(BacktestSpec(bot=bot, path=path), Prepared(data, 0))  # type: ignore[arg-type]
+    print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def grid(workdir: Path) -> None:
@@ -256,8 +280,8 @@ def postgres_load(rows: int) -> None:
                 times = [datetime_to_ms(r[0]) for r in result]
             assert len(times) == rows
 
-        print(f"   ours (binary COPY -> numpy -> validated CandleData): {best_of(3, ours):.3f} s")
-        print(f"   reference, rows through SQLAlchemy + per-row time conversion: {best_of(1, row_by_row):.3f} s")
+        print(f"   ours (binary COPY -> numpy -> validated CandleData): {median_of(REPEAT, ours):.3f} s")
+        print(f"   reference, rows through SQLAlchemy + per-row time conversion: {median_of(REPEAT, row_by_row):.3f} s")
         engine.dispose()
     finally:
         drop_pg_database(url)
@@ -266,9 +290,14 @@ def postgres_load(rows: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--peak-rows", type=int, default=5_000_000, help="bars of the peak-memory run")
+    parser.add_argument("--peak-child", choices=("vectorised", "bar"), help=argparse.SUPPRESS)
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--record-peers", action="store_true", help="only rewrite the peer trades fixture")
     args = parser.parse_args()
+    if args.peak_child:
+        peak_child(args.peak_child, args.peak_rows)
+        return
     if args.record_peers:
         record_peers()
         return
@@ -277,7 +306,9 @@ def main() -> None:
         workdir = Path(tmp)
         peer_agreement(10_000.0)
         peer_agreement(1_000_000.0)
-        one_backtest(args.rows, workdir)
+        one_backtest(args.rows, workdir, fee=0.0)
+        one_backtest(args.rows, workdir, fee=0.001)
+        peak_memory(args.peak_rows)
         grid(workdir)
         if not args.skip_postgres:
             postgres_load(args.rows)
