@@ -247,3 +247,30 @@ def test_exactly_the_trades_that_are_all_strings_of_the_pushs_instrument_are_kep
     assert len(kinds) == len(trades) - len(expected)
     assert kinds.count("wrong_inst_id") == sum(
         1 for t in trades if all(isinstance(t[k], str) for k in field_values) and t["instId"] != "BTC-USDT")
+
+
+def test_real_and_replayed_pushes_take_the_fast_path_not_the_salvage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every real trades push (2022 capture, Okcoin, Tardis, the documented modern layout) and every push
+    the replay sends is accepted by the skeleton check; the per-trade salvage is for anything else."""
+    import data.okx.frames as frames
+    from data.replay.market import Feed
+    from tests.data.builders import SHORT_TAPE, load
+
+    def no_salvage(raw: object, *_: object) -> None:
+        raise AssertionError(f"salvaged a real push: {raw!r:.200}")
+
+    pushes = [f for name in ("okx_public_ws_capture_2022-05-13_trades_and_events.txt",
+                             "okx_okcoin_v5_ws_capture_2023-05-27_trades_and_events.txt")
+              for f in _captured_frames(name) if '"channel":"trades"' in f and '"data"' in f]
+    pushes += [line for line in (FIXTURES / "okx_v5_ws_messages_tardis_tests.jsonl").read_text().splitlines()
+               if '"channel":"trades"' in line and '"data"' in line]
+    docs = [json.loads(line) for line in (FIXTURES / "okx_v5_doc_examples.jsonl").read_text().splitlines()]
+    pushes.append(json.dumps(next(d["message"] for d in docs
+                                  if d["doc_section"] == "trades" and d["example"] == "Push Data Example")))
+    feed = Feed("BTC-USDT", load(SHORT_TAPE))
+    pushes += [feed.push(i, i + n) for i, n in ((0, 1), (1, 3), (4, 40))]
+    monkeypatch.setattr(frames, "_salvage", no_salvage)
+    for push in pushes:
+        frame = decode_public(push.encode())
+        assert frame.data and len(frame.data) == len(json.loads(push)["data"])
+    assert len(pushes) > 80
