@@ -21,6 +21,7 @@ count) in a fresh process for ours and for the reference and prints the peak RSS
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import resource
 import statistics
@@ -114,7 +115,8 @@ _ref_decoder = msgspec.json.Decoder(_RefPush, strict=False)
 
 
 def msgspec_loop(frames: Iterable[bytes]) -> int:
-    """Typed msgspec decode (strings converted in C) + the plain 1m loop, inlined."""
+    """Typed msgspec decode (strings converted in C) + the plain 1m loop of ``_plain_bar``, inlined on
+    purpose: the strongest reference pays no function call per trade."""
     bars: dict[tuple[str, int], list[float]] = {}
     decode = _ref_decoder.decode
     n = 0
@@ -178,14 +180,9 @@ def peak_rss_child(engine: str, total: int, shape: str) -> None:
     frames = iter_frames(total, shape)
     first = next(frames)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    count = ENGINES[engine](_chain(first, frames))
+    count = ENGINES[engine](itertools.chain([first], frames))
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"before_kib": before, "after_kib": after, "trades": count}))
-
-
-def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
-    yield from rest
 
 
 def peak_rss(engine: str, total: int, shape: str) -> dict[str, int]:

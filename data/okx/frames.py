@@ -32,7 +32,6 @@ from config.domain import Candle, Side, Timeframe, Trade
 from config.errors import MalformedMessageError
 
 EXCHANGE = "okx"
-PONG = "pong"
 PONG_BYTES = b"pong"
 
 _Positive = Annotated[float, msgspec.Meta(gt=0, lt=1e300)]
