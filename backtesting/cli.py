@@ -81,6 +81,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fee", type=float, default=0.001, help="fee per fill as a fraction (0.001 = 0.1%%)")
     parser.add_argument("--slippage-bps", type=float, default=0.0, help="slippage per market fill, basis points")
     parser.add_argument("--size-fraction", type=float, default=1.0, help="share of equity per entry (1.0 = all)")
+    parser.add_argument("--size-at", choices=("signal_close", "fill"), default="signal_close",
+                        help="size entries at the signal candle's close (default) or spend the share at the fill")
     parser.add_argument("--short", action="store_true",
                         help="long/short: SELL from flat enters short, an opposite signal stops and reverses")
     parser.add_argument("--leverage", type=float, default=1.0)
@@ -140,6 +142,7 @@ def build_request(args: argparse.Namespace) -> Any:
         "start": parse_time(args.start, "--start") if args.start else None,
         "end": parse_time(args.end, "--end") if args.end else None,
         "cash": args.cash, "fee": args.fee, "slippage_bps": args.slippage_bps, "size_fraction": args.size_fraction,
+        "size_at": args.size_at,
         "allow_short": args.short, "leverage": args.leverage, "stop_loss_pct": args.stop_loss_pct,
         "take_profit_pct": args.take_profit_pct, "trailing_stop_pct": args.trailing_stop_pct,
         "path": args.path, "close_at_end": args.close_at_end,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +47,7 @@ class BacktestRequest(BaseModel):
     fee: float = Field(default=0.001, ge=0, lt=0.05)
     slippage_bps: float = Field(default=0.0, ge=0)
     size_fraction: float = Field(default=1.0, gt=0)
+    size_at: Literal["signal_close", "fill"] = "signal_close"
     allow_short: bool = False
     leverage: float = Field(default=1.0, ge=1)
     stop_loss_pct: float | None = None
@@ -73,7 +74,8 @@ class BacktestRequest(BaseModel):
             bot = build_bot_config(
                 self.strategy, dict(self.params), symbol=self.symbol, timeframe=self.timeframe,
                 exchange=self.exchange, cash=self.cash, fee=self.fee, slippage_bps=self.slippage_bps,
-                size_fraction=self.size_fraction, allow_short=self.allow_short, leverage=self.leverage,
+                size_fraction=self.size_fraction, size_at=self.size_at, allow_short=self.allow_short,
+                leverage=self.leverage,
                 stop_loss_pct=self.stop_loss_pct, take_profit_pct=self.take_profit_pct,
                 trailing_stop_pct=self.trailing_stop_pct)
         from strategies.registry import create_strategy

@@ -72,13 +72,14 @@ class BacktestSpec(BaseModel):
 def build_bot_config(strategy: str, params: dict[str, Any] | None = None, *, symbol: str | None = None,
                      timeframe: Timeframe | str = Timeframe.M1, exchange: str = "okx", cash: float = 10_000.0,
                      fee: float = 0.001, slippage_bps: float = 0.0, size_fraction: float = 1.0,
-                     allow_short: bool = False, leverage: float = 1.0, stop_loss_pct: float | None = None,
-                     take_profit_pct: float | None = None, trailing_stop_pct: float | None = None,
-                     name: str = "backtest") -> BotConfig:
+                     size_at: str = "signal_close", allow_short: bool = False, leverage: float = 1.0,
+                     stop_loss_pct: float | None = None, take_profit_pct: float | None = None,
+                     trailing_stop_pct: float | None = None, name: str = "backtest") -> BotConfig:
     """A bot configuration from the backtest command's flags.
 
     ``fee`` is a fraction per fill (0.001 = 0.1%, maker and taker alike), ``size_fraction`` the
-    share of equity each entry uses (1.0 = all of it, fee included). No exposure cap beyond the
+    share of equity each entry uses (1.0 = all of it, fee included), ``size_at`` the price it is sized
+    at (``signal_close`` or ``fill``). No exposure cap beyond the
     leverage and no drawdown kill switch unless asked for.
     """
     data: dict[str, Any] = {
@@ -87,7 +88,8 @@ def build_bot_config(strategy: str, params: dict[str, Any] | None = None, *, sym
         "starting_balance": str(Decimal(repr(float(cash)))),
         "fees": {"maker_pct": round(fee * 100, 10), "taker_pct": round(fee * 100, 10)},
         "slippage": {"model": "fixed", "bps": slippage_bps},
-        "sizing": {"method": "equity_fraction", "fraction_pct": round(size_fraction * 100, 10)},
+        "sizing": {"method": "equity_fraction", "fraction_pct": round(size_fraction * 100, 10),
+                   "size_at": size_at},
         "direction": (Direction.LONG_SHORT if allow_short else Direction.LONG_ONLY).value,
         "leverage": leverage,
         "risk": {"stop_loss_pct": stop_loss_pct, "take_profit_pct": take_profit_pct,
@@ -101,7 +103,8 @@ def build_bot_config(strategy: str, params: dict[str, Any] | None = None, *, sym
 
 
 _FLAGS = {"starting_balance": "--cash", "fees.taker_pct": "--fee", "fees.maker_pct": "--fee",
-          "slippage.bps": "--slippage-bps", "sizing.fraction_pct": "--size-fraction", "symbol": "--symbol",
+          "slippage.bps": "--slippage-bps", "sizing.fraction_pct": "--size-fraction",
+          "sizing.size_at": "--size-at", "symbol": "--symbol",
           "leverage": "--leverage", "risk.stop_loss_pct": "--stop-loss-pct",
           "risk.take_profit_pct": "--take-profit-pct", "risk.trailing_stop_pct": "--trailing-stop-pct"}
 

@@ -15,7 +15,9 @@ The rules are those of :class:`bot_manager.engine.BotEngine` and the ``PaperBrok
 * an entry is sized at the signal bar's close: ``size = equity * min(fraction, max_exposure,
   leverage) / close``, where ``equity`` includes the unrealised PnL of a position being reversed,
   clamped at the fill to what the broker allows after the exit:
-  ``equity * leverage / (fill_price * (1 + taker_fee))``.
+  ``equity * leverage / (fill_price * (1 + taker_fee))``; with ``size_at: fill`` the same share of
+  the equity after the exit is spent at the fill price instead (``close`` replaced by the fill price),
+  under the same clamp.
 
 Money is float64 here, while the broker keeps Decimal to 1e-8 and sizes down to the lot: bars,
 sides and prices are identical to the bar-by-bar path, sizes, fees and PnL agree to about 1e-6
@@ -114,11 +116,13 @@ def run_fast(config: BotConfig, data: CandleData, signals: np.ndarray, trade_sta
     signal_close = data.close[entries - 1]
     gross = np.where(closed, side * (exit_price - entry_price) - rate * (entry_price + exit_price), 0.0)
     reverses = entries[1:] == exits[:-1]
-    units = _units(_Sizing(fraction, config.leverage, rate, signal_close, side, entry_price, gross), reverses)
+    at_fill = config.sizing.size_at == "fill"
+    units = _units(_Sizing(fraction, config.leverage, rate, signal_close, side, entry_price, gross, at_fill), reverses)
     growth = np.where(closed, 1.0 + units * gross, 1.0)
     before = config_cash(config) * np.concatenate([[1.0], np.cumprod(growth)[:-1]])
     size = units * before
-    blocked = _below_minimum(config, fraction, rate, before, units, side, entry_price, signal_close, reverses)
+    blocked = _below_minimum(config, fraction, rate, before, units, side, entry_price, signal_close, reverses,
+                             at_fill)
     if blocked is not None:  # equity drained (fees, losses): the broker skips this entry and, flat, stays so
         if blocked < 0:
             return None
@@ -145,13 +149,14 @@ def run_fast(config: BotConfig, data: CandleData, signals: np.ndarray, trade_sta
 
 def _below_minimum(config: BotConfig, fraction: float, rate: float, before: np.ndarray, units: np.ndarray,
                    side: np.ndarray, entry_price: np.ndarray, signal_close: np.ndarray,
-                   reverses: np.ndarray) -> int | None:
+                   reverses: np.ndarray, at_fill: bool) -> int | None:
     """The first trade whose entry the broker skips as below ``min_order_quote`` (or below one lot, which
     floors to nothing); None when none is; -1 when one is too close to that to tell (the broker floors
     sizes to the lot).
 
     The broker checks the order before its margin clamp: ``fraction`` of the equity at the signal
-    close, which for a reversal still holds the previous trade marked at that close.
+    close, which for a reversal still holds the previous trade marked at that close. Sized at the
+    fill, the order must also come to one lot there.
     """
     if before.size == 0:
         return None
@@ -164,6 +169,8 @@ def _below_minimum(config: BotConfig, fraction: float, rate: float, before: np.n
     need = np.maximum(float(config.min_order_quote), lot)
     small = quote < need
     unsure = ~small & (quote < need + lot)
+    if at_fill:
+        unsure |= ~small & (fraction * before < 2 * float(config.lot_size) * entry_price)
     first = int(np.argmax(small | unsure))
     if not (small[first] or unsure[first]):
         return None
@@ -181,6 +188,7 @@ class _Sizing:
     side: np.ndarray
     entry_price: np.ndarray
     gross: np.ndarray  # a closed trade's return per unit of size: side * (exit - entry) - fees
+    at_fill: bool  # sized at the fill price on the equity there (``size_at: fill``), not at the signal close
 
     def wanted(self, k: Any, previous_units: Any) -> Any:
         """Units of reversal trades ``k`` before the margin clamp: sized at the signal close on the
@@ -199,9 +207,12 @@ def _units(sizing: _Sizing, reverses: np.ndarray) -> np.ndarray:
     trade ``k`` enters on the bar trade ``k - 1`` exits) is sized on the equity at the signal close,
     which still holds the previous trade, so its size depends on the previous trade's size. All-in
     sizing hits the clamp on every reversal, which keeps it closed form; otherwise the reversals are
-    solved in order.
+    solved in order. Sized at the fill, every trade spends its share of the equity after the previous
+    exit at its own fill price: ``min(fraction / entry_price, clamp)``, closed form throughout.
     """
     clamp = sizing.leverage / (sizing.entry_price * (1 + sizing.rate))
+    if sizing.at_fill:
+        return np.minimum(sizing.fraction / sizing.entry_price, clamp)
     units = np.minimum(sizing.fraction / sizing.signal_close, clamp)
     k = np.flatnonzero(reverses) + 1
     if k.size == 0:

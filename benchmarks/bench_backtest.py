@@ -1,8 +1,10 @@
 """Backtest engine: peer agreement and speed, side by side with backtesting.py and vectorbt.
 
-1. **Peer agreement**: SMA(10)/SMA(30) on the real OKX BTC-USDT-SWAP 5m fixture (70,499 bars),
-   long-only and long/short, fee 0.1% per fill, all equity per entry, fills at the next open: our
-   trades (entry/exit bars and prices) against backtesting.py's and vectorbt's, final equity.
+1. **Peer agreement**: the SMA crossover on the real OKX BTC-USDT-SWAP 5m fixture (70,499 bars), on
+   real Coinbase BTC-USD daily bars whose opens gap from the previous close, and on backtesting.py's
+   GOOG daily sample; long-only and long/short, all equity per entry, fills at the next open, our
+   entries sized at the signal close and at the fill: our trades (entry/exit bars and prices)
+   against backtesting.py's and vectorbt's, final equity.
 2. **One backtest of 1M 1m candles** (SMA crossover): bars/s of our vectorised path and of the
    bar-by-bar path through the full PaperBroker, beside vectorbt on the same candles.
 3. **A 400-combination grid** (fast x slow) on 100k candles: our optimisation job (all cores,
@@ -12,7 +14,7 @@
 Needs the ``bench`` extra (``pip install -e '.[bench]'``) and PostgreSQL for part 4.
 Run: ``.venv/bin/python benchmarks/bench_backtest.py [--skip-postgres] [--rows 1000000]``;
 ``--record-peers`` only rewrites the peers' trades fixture that tests/backtesting/test_peer_agreement.py
-compares with (tests/fixtures/bt_peer_trades_sma10_30_okx_5m.json.gz).
+compares with (tests/fixtures/bt_peer_trades_*.json.gz).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -43,6 +46,8 @@ from backtesting.spec import BacktestSpec, build_bot_config  # noqa: E402
 FIXTURE = ROOT / "tests" / "fixtures" / "bt_okx_BTC-USDT-SWAP_5m_2022-05-01_2022-12-31.csv.gz"
 PEERS = Path(__file__).resolve().parent / "bench_backtest_peers.py"
 PEER_FIXTURE = ROOT / "tests" / "fixtures" / "bt_peer_trades_sma10_30_okx_5m.json.gz"
+COINBASE_1D = ROOT / "tests" / "fixtures" / "bt_coinbase_BTC-USD_1d_2014-12-01_2018-08-13.csv.gz"
+PEER_FIXTURE_1D = ROOT / "tests" / "fixtures" / "bt_peer_trades_sma5_20_coinbase_1d.json.gz"
 MODES = ("long_only", "long_short")
 DAY_MS = 86_400_000
 
@@ -86,49 +91,87 @@ def median_of(repeat: int, fn) -> float:  # type: ignore[no-untyped-def]
 
 # ------------------------------------------------------------------------------------- 1. peers
 
-def peer_agreement(cash: float) -> None:
-    print(f"\n== Peer agreement: SMA(10)/SMA(30), OKX BTC-USDT-SWAP 5m, fee 0.1%, 100% equity, cash {cash:,.0f}")
-    data = read_csv_candles(FIXTURE)
+@dataclass(frozen=True)
+class PeerSet:
+    """A data set the peers and we run the same SMA crossover on."""
+
+    label: str
+    csv: Path | None  # None: backtesting.py's GOOG sample, exported by the peer script (dev-only data)
+    symbol: str
+    timeframe: str
+    fast: int
+    slow: int
+    fee: float
+    fixture: Path | None  # where --record-peers writes the peers' trades (None: not recorded)
+
+
+PEER_SETS = (
+    PeerSet("OKX BTC-USDT-SWAP 5m (70,499 bars)", FIXTURE, "BTC-USDT-SWAP", "5m", 10, 30, 0.001, PEER_FIXTURE),
+    PeerSet("Coinbase BTC-USD 1d with overnight gaps (1,318 bars)", COINBASE_1D, "BTC-USD", "1d", 5, 20, 0.001,
+            PEER_FIXTURE_1D),
+    PeerSet("backtesting.py's GOOG 1d sample (2,148 bars)", None, "GOOG-USD", "1d", 10, 20, 0.002, None),
+)
+
+
+def peer_csv(peer_set: PeerSet, workdir: Path) -> Path:
+    if peer_set.csv is not None:
+        return peer_set.csv
+    path = workdir / "goog_1d.csv"
+    if not path.exists():
+        peers("export-goog", str(path))
+    return path
+
+
+def peer_agreement(peer_set: PeerSet, cash: float, workdir: Path) -> None:
+    print(f"\n== Peer agreement: SMA({peer_set.fast})/SMA({peer_set.slow}), {peer_set.label}, fee {peer_set.fee:.1%}, "
+          f"100% equity, next-open fills, cash {cash:,.0f}")
+    csv = peer_csv(peer_set, workdir)
+    data = read_csv_candles(csv)
     for mode in MODES:
-        bot = build_bot_config("sma_cross", {"fast": 10, "slow": 30}, symbol="BTC-USDT-SWAP", timeframe="5m",
-                               cash=cash, fee=0.001, allow_short=mode == "long_short")
-        ours = {path: run_backtest(BacktestSpec(bot=bot, path=path), Prepared(data, 0))
-                for path in ("vectorised", "bar")}
-        reference = ours["vectorised"].trades.records()
-        theirs = peers(str(FIXTURE), "10", "30", "0.001", str(cash), mode)["results"]
-        reversals = sum(a.exit_bar == b.entry_bar for a, b in zip(reference, reference[1:], strict=False))
-        print(f"-- {mode}: {len(reference)} trades ({sum(t.side == 'short' for t in reference)} short, "
-              f"{reversals} entered by a stop-and-reverse)")
-        print(f"   {'engine':<20}{'closed trades':>14}{'same bars+prices':>18}{'final equity':>16}{'vs vectorbt':>13}")
+        theirs = peers(str(csv), str(peer_set.fast), str(peer_set.slow), repr(peer_set.fee), str(cash), mode)["results"]
         vectorbt_final = next(r["final_equity"] for r in theirs if r["engine"] == "vectorbt")
-        rows = [(f"ours ({path})", [t.to_json() for t in result.trades.records()], result.final_equity)
-                for path, result in ours.items()]
+        rows = []
+        for size_at in ("signal_close", "fill"):
+            bot = build_bot_config("sma_cross", {"fast": peer_set.fast, "slow": peer_set.slow},
+                                   symbol=peer_set.symbol, timeframe=peer_set.timeframe, cash=cash, fee=peer_set.fee,
+                                   allow_short=mode == "long_short", size_at=size_at)
+            for path in ("vectorised", "bar"):
+                result = run_backtest(BacktestSpec(bot=bot, path=path), Prepared(data, 0))
+                rows.append((f"ours, {path}, sized at {size_at}", [t.to_json() for t in result.trades.records()],
+                             result.final_equity))
         rows += [(r["engine"], r["trades"], r["final_equity"]) for r in theirs]
+        reference = [t for t in rows[-1][1] if t["exit_bar"] is not None]  # vectorbt's closed trades
+        print(f"-- {mode}: vectorbt closes {len(reference)} trades")
+        print(f"   {'engine':<38}{'closed trades':>14}{'same bars+prices':>18}{'final equity':>18}{'vs vectorbt':>13}")
         for name, trades, final in rows:
             closed = [t for t in trades if t["exit_bar"] is not None]
-            same = _same_trades([t.to_json() for t in reference if t.exit_bar is not None], closed)
             change = (final / vectorbt_final - 1) * 100
-            print(f"   {name:<20}{len(closed):>14}{str(same):>18}{final:>16.6f}{change:>12.5f}%")
+            print(f"   {name:<38}{len(closed):>14}{str(_same_trades(reference, closed)):>18}{final:>18.6f}"
+                  f"{change:>12.5f}%")
 
 
 def record_peers() -> None:
-    """Rewrite the fixture of the peers' trades at cash 10,000 (what the peer-agreement test reads)."""
-    runs = {}
-    for mode in MODES:
-        results = peers(str(FIXTURE), "10", "30", "0.001", "10000", mode)["results"]
-        runs[mode] = {r["engine"]: {"final_equity": r["final_equity"], "trades": [
-            [t["side"], t["entry_bar"], t["exit_bar"], t["entry_price"], t["exit_price"], t["size"]]
-            for t in r["trades"]]} for r in results}
-    document = {
-        "source": f"benchmarks/bench_backtest_peers.py on {FIXTURE.name}",
-        "rule": "SMA(10)/SMA(30) crossover, fee 0.001 per fill, cash 10000, all equity, next-open fills; "
-                "long_short stops and reverses on every opposite signal",
-        "versions": {"backtesting.py": version("backtesting"), "vectorbt": version("vectorbt")},
-        "runs": runs,
-    }
-    with gzip.GzipFile(PEER_FIXTURE, "wb", mtime=0) as out:
-        out.write(json.dumps(document).encode())
-    print(f"wrote {PEER_FIXTURE} ({', '.join(f'{m}: {len(r)} engines' for m, r in runs.items())})")
+    """Rewrite the fixtures of the peers' trades at cash 10,000 (what the peer-agreement test reads)."""
+    for peer_set in PEER_SETS:
+        if peer_set.fixture is None or peer_set.csv is None:
+            continue
+        runs = {}
+        for mode in MODES:
+            results = peers(str(peer_set.csv), str(peer_set.fast), str(peer_set.slow), repr(peer_set.fee), "10000",
+                            mode)["results"]
+            runs[mode] = {r["engine"]: {"final_equity": r["final_equity"], "trades": [
+                [t["side"], t["entry_bar"], t["exit_bar"], t["entry_price"], t["exit_price"], t["size"]]
+                for t in r["trades"]]} for r in results}
+        document = {
+            "source": f"benchmarks/bench_backtest_peers.py on {peer_set.csv.name}",
+            "rule": f"SMA({peer_set.fast})/SMA({peer_set.slow}) crossover, fee {peer_set.fee} per fill, cash 10000, "
+                    "all equity, next-open fills; long_short stops and reverses on every opposite signal",
+            "versions": {"backtesting.py": version("backtesting"), "vectorbt": version("vectorbt")},
+            "runs": runs,
+        }
+        with gzip.GzipFile(peer_set.fixture, "wb", mtime=0) as out:
+            out.write(json.dumps(document).encode())
+        print(f"wrote {peer_set.fixture} ({', '.join(f'{m}: {len(r)} engines' for m, r in runs.items())})")
 
 
 def _same_trades(reference: list[dict], trades: list[dict]) -> bool:
@@ -304,8 +347,9 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  numpy: {np.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        peer_agreement(10_000.0)
-        peer_agreement(1_000_000.0)
+        for peer_set in PEER_SETS:
+            peer_agreement(peer_set, 10_000.0, workdir)
+        peer_agreement(PEER_SETS[0], 1_000_000.0, workdir)
         one_backtest(args.rows, workdir, fee=0.0)
         one_backtest(args.rows, workdir, fee=0.001)
         peak_memory(args.peak_rows)

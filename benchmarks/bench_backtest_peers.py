@@ -12,7 +12,8 @@ short at the same open, BUY while short the mirror; from flat a signal just ente
 the next bar's open, fee on every fill, the whole equity per entry (fee included, after the exit of
 a reversal), an open position stays open at the end.
 
-Usage: ``python bench_backtest_peers.py CSV FAST SLOW FEE CASH {long_only,long_short} [grid]``
+Usage: ``python bench_backtest_peers.py CSV FAST SLOW FEE CASH {long_only,long_short} [grid]``, or
+``python bench_backtest_peers.py export-goog CSV`` (backtesting.py's GOOG sample as candles).
 """
 
 from __future__ import annotations
@@ -144,7 +145,21 @@ def grid_vectorbt(data: pd.DataFrame, fasts: list[int], slows: list[int], fee: f
     return {"engine": "vectorbt", "combinations": len(pairs), "seconds": seconds, "best": str(sharpe.idxmax())}
 
 
+def export_goog(path: str) -> None:
+    """Write backtesting.py's bundled GOOG daily sample (2004-2013) as a candle CSV (dev-only data)."""
+    from backtesting.test import GOOG
+
+    times = (GOOG.index - pd.Timestamp(0)) // pd.Timedelta(milliseconds=1)
+    pd.DataFrame({"ts_ms": times, "open": GOOG["Open"].to_numpy(), "high": GOOG["High"].to_numpy(),
+                  "low": GOOG["Low"].to_numpy(), "close": GOOG["Close"].to_numpy(),
+                  "volume": GOOG["Volume"].to_numpy()}).to_csv(path, index=False)
+    print(json.dumps({"bars": len(GOOG)}))
+
+
 def main() -> None:
+    if sys.argv[1] == "export-goog":
+        export_goog(sys.argv[2])
+        return
     path, fast, slow, fee, cash, mode = sys.argv[1:7]
     data = load(path)
     if len(sys.argv) > 7 and sys.argv[7] == "grid":

@@ -101,6 +101,7 @@ class Order:
     reason: str = ""
     reduce_only: bool = False
     created_ms: int | None = None
+    spend: Decimal | None = None  # sized at the fill: this share of the equity there (``quantity`` is an estimate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,10 +256,18 @@ class PaperBroker:
         return (q / self.lot_size).to_integral_value(ROUND_DOWN) * self.lot_size
 
     def submit_market(self, order_id: str, side: Side, quantity: Decimal | float, *, reason: str = "",
-                      reduce_only: bool = False) -> Order:
-        """Queue a market order; it fills at the next bar's open plus slippage (taker fee)."""
+                      reduce_only: bool = False, spend: Decimal | float | None = None) -> Order:
+        """Queue a market order; it fills at the next bar's open plus slippage (taker fee).
+
+        With ``spend`` (a share of equity, e.g. ``1`` = all of it) the size is set at the fill instead:
+        ``spend * equity / fill price``, equity marked at the fill, floored to the lot and clamped to the
+        margin like any entry; ``quantity`` is then the caller's estimate (what the order shows until it fills).
+        """
+        share = None if spend is None else to_decimal(spend)
+        if share is not None and not (share > 0 and not reduce_only):
+            raise ValueError(f"order {order_id}: spend must be a positive share of equity on an entry, got {spend}")
         return self._submit(Order(order_id, Side(side), OrderType.MARKET, self.round_quantity(quantity),
-                                  None, reason, reduce_only, self.last_time_ms))
+                                  None, reason, reduce_only, self.last_time_ms, share))
 
     def submit_limit(self, order_id: str, side: Side, quantity: Decimal | float, price: float, *,
                      reason: str = "", reduce_only: bool = False) -> Order:
@@ -390,7 +399,11 @@ class PaperBroker:
                  slip_bps: float) -> Fill | None:
         price = (to_decimal(raw_price) / self.price_tick).to_integral_value(ROUND_HALF_EVEN) * self.price_tick
         sign = 1 if order.side is Side.BUY else -1
-        quantity = order.quantity
+        quantity = order.quantity if order.spend is None else self.round_quantity(
+            order.spend * self._equity_at(price) / price)
+        if quantity <= 0:
+            self.rejected.append((order, f"spending {order.spend} of equity at {price} is less than one lot"))
+            return None
         if order.reduce_only:
             if self._direction != -sign:
                 self.rejected.append((order, "nothing to reduce"))
@@ -437,12 +450,16 @@ class PaperBroker:
     def _affordable(self, quantity: Decimal, price: Decimal, closing: Decimal) -> Decimal:
         """Clamp a position-increasing quantity to what equity x leverage allows (fees included)."""
         size = abs(self.quantity)
-        equity = self.balance + (money(price * size) - self.cost) * self._direction if size else self.balance
-        room = equity * self._leverage - (size - closing) * price
+        room = self._equity_at(price) * self._leverage - (size - closing) * price
         if room <= 0:
             return _ZERO
         limit = self.round_quantity(room / (price * (1 + self.fees.taker_rate)))
         return min(quantity, limit)
+
+    def _equity_at(self, price: Decimal) -> Decimal:
+        """Balance plus the open position marked at ``price``."""
+        size = abs(self.quantity)
+        return self.balance + (money(price * size) - self.cost) * self._direction if size else self.balance
 
     def _set_levels(self, fill_price: float, new_position: bool) -> None:
         entry = float(self.cost / abs(self.quantity))
@@ -501,12 +518,14 @@ class PaperBroker:
 def _order_to_dict(order: Order) -> dict[str, Any]:
     return {"order_id": order.order_id, "side": order.side.value, "order_type": order.order_type.value,
             "quantity": str(order.quantity), "limit_price": order.limit_price, "reason": order.reason,
-            "reduce_only": order.reduce_only, "created_ms": order.created_ms}
+            "reduce_only": order.reduce_only, "created_ms": order.created_ms,
+            "spend": None if order.spend is None else str(order.spend)}
 
 
 def _order_from_dict(d: dict[str, Any]) -> Order:
     return Order(d["order_id"], Side(d["side"]), OrderType(d["order_type"]), Decimal(d["quantity"]),
-                 d["limit_price"], d["reason"], d["reduce_only"], d["created_ms"])
+                 d["limit_price"], d["reason"], d["reduce_only"], d["created_ms"],
+                 None if d.get("spend") is None else Decimal(d["spend"]))
 
 
 __all__ = [

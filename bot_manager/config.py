@@ -62,6 +62,11 @@ class FixedQuoteSizing(_Strict):
 class EquityFractionSizing(_Strict):
     method: Literal["equity_fraction"]
     fraction_pct: float = Field(gt=0, le=100 * MAX_LEVERAGE, description="order size, percent of equity")
+    size_at: Literal["signal_close", "fill"] = Field(
+        default="signal_close",
+        description="price an entry is sized at: the signal candle's close (the order states a base-currency "
+                    "quantity) or the fill (the order spends that share of the equity at the fill, as a "
+                    "quote-sized market order does)")
 
 
 class AtrSizing(_Strict):

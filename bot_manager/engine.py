@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from bot_manager.broker import Fill, Order, PaperBroker
-from bot_manager.config import AtrSizing, BotConfig
+from bot_manager.config import AtrSizing, BotConfig, EquityFractionSizing
 from bot_manager.risk import (
     Intent,
     PortfolioGuard,
@@ -155,7 +155,8 @@ class BotEngine:
         This is what :meth:`process` does with a non-HOLD signal (the backtester calls it directly):
         enter, add, exit, or, when shorts are allowed, stop and reverse: an exit order for the whole
         position followed by an entry order the other way, both filling at the next open (two fills,
-        a fee on each). Entries are sized at ``close`` and gated by the risk rules (cooldown, daily
+        a fee on each). Entries are sized at ``close`` (or, with ``size_at: fill``, spend the same share of
+        equity at the fill) and gated by the risk rules (cooldown, daily
         loss, max open positions, exposure caps, minimum order); a blocked reversal still exits.
         ``bars`` ends with this candle (ATR sizing reads it). Orders and events go into ``outcome``.
         """
@@ -182,7 +183,8 @@ class BotEngine:
         room = exposure_room(self.config, equity, 0.0 if reversing else broker.exposure())
         if portfolio is not None:
             room = min(room, portfolio.room(closing=self.name if reversing else None))
-        if quantity * close > room:
+        reduced = quantity * close > room
+        if reduced:
             outcome.events.append(BotEventRecord(
                 "entry_reduced", f"entry of {quantity * close:.2f} reduced to the {room:.2f} exposure room",
                 data={"requested_quote": round(quantity * close, 2), "room_quote": round(room, 2)}))
@@ -195,8 +197,12 @@ class BotEngine:
             return
         side = Side.BUY if intent in (Intent.ENTER_LONG, Intent.REVERSE_TO_LONG) else Side.SELL
         kind = "entry" if broker.position_side == 0 or reversing else f"add{broker.entries}"
+        sizing = self.config.sizing
+        spend = None  # sized at the fill: the same share of equity (after the caps), spent at the fill price
+        if isinstance(sizing, EquityFractionSizing) and sizing.size_at == "fill":
+            spend = Decimal(repr(room / equity if reduced else sizing.fraction_pct / 100))
         outcome.submitted.append(broker.submit_market(self._order_id(open_time_ms, kind), side, size,
-                                                      reason=f"signal {signal.signal_type.value}"))
+                                                      reason=f"signal {signal.signal_type.value}", spend=spend))
 
     def _atr(self, bars: Bars) -> float | None:
         sizing = self.config.sizing

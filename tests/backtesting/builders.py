@@ -13,6 +13,7 @@ from bot_manager.config import BotConfig
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 OKX_5M = FIXTURES / "bt_okx_BTC-USDT-SWAP_5m_2022-05-01_2022-12-31.csv.gz"
+COINBASE_1D = FIXTURES / "bt_coinbase_BTC-USD_1d_2014-12-01_2018-08-13.csv.gz"
 DAY_MS = 86_400_000
 
 
@@ -20,6 +21,11 @@ def okx_5m(rows: int | None = None) -> CandleData:
     """Real OKX BTC-USDT-SWAP 5m candles (2022-05-01 onwards), the first ``rows`` of them."""
     data = read_csv_candles(OKX_5M)
     return data if rows is None else data.slice(0, rows)
+
+
+def coinbase_1d() -> CandleData:
+    """Real Coinbase BTC-USD daily candles, 2014-12-01 → 2018-08-13: most opens gap from the last close."""
+    return read_csv_candles(COINBASE_1D)
 
 
 def make_candles(n: int, seed: int = 1, start_ms: int = 1_650_000_000_000 - 1_650_000_000_000 % DAY_MS,

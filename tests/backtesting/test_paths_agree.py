@@ -18,7 +18,7 @@ from backtesting.spec import BacktestSpec
 from backtesting.vectorised import fast_path_blocker, run_fast
 from bot_manager.config import BotConfig
 from strategies.registry import create_strategy
-from tests.backtesting.builders import make_bot, make_candles, okx_5m
+from tests.backtesting.builders import coinbase_1d, make_bot, make_candles, okx_5m
 
 
 def assert_same_trades(fast: TradeTable, slow: TradeTable, final_fast: float, final_slow: float) -> None:
@@ -65,14 +65,24 @@ def test_sma_crossover_on_real_candles_gives_the_same_trades_on_both_paths(optio
     assert reversals(slow.trades) == (len(slow.trades) - 1 if options.get("allow_short") else 0)
 
 
+def with_gapping_opens(walk: CandleData, rng: np.random.Generator) -> CandleData:
+    """The same walk with every open gapping away from the last close (as daily data does)."""
+    gaps = walk.open * np.exp(rng.normal(0.0, 0.003, len(walk)))
+    return CandleData(walk.open_time, gaps, np.maximum(walk.high, gaps), np.minimum(walk.low, gaps), walk.close,
+                      walk.volume, "random walk with gaps")
+
+
+@pytest.mark.parametrize("size_at", ["signal_close", "fill"])
 @pytest.mark.parametrize("seed", range(12))
-def test_random_signal_sequences_give_the_same_trades_on_both_paths(seed: int) -> None:
+def test_random_signal_sequences_give_the_same_trades_on_both_paths(seed: int, size_at: str) -> None:
     rng = np.random.default_rng(seed)
     data = make_candles(1_500, seed=seed)
+    if size_at == "fill":  # sizing at the fill only differs from the close where the open gaps
+        data = with_gapping_opens(data, np.random.default_rng(100 + seed))
     # Sparse random events with runs of repeated signals: exercises entries from flat, exits,
     # ignored repeats, and (with shorts) stop-and-reverse on every opposite signal.
     signals = rng.choice([-1, 0, 0, 0, 0, 0, 1], size=len(data)).astype(np.int8)
-    bot = make_bot(timeframe="1m", allow_short=bool(seed % 2), slippage_bps=float(seed % 3),
+    bot = make_bot(timeframe="1m", allow_short=bool(seed % 2), slippage_bps=float(seed % 3), size_at=size_at,
                    size_fraction=1.0 if seed % 4 < 2 else 0.6)
     strategy = create_strategy("sma_cross", {})
     fast = run_fast(bot, data, signals, trade_start=seed * 10)
@@ -81,6 +91,26 @@ def test_random_signal_sequences_give_the_same_trades_on_both_paths(seed: int) -
     assert_same_trades(fast.trades, slow.trades, float(fast.equity[-1]), float(slow.equity[-1]))
     assert np.array_equal(fast.position, slow.position)
     assert (reversals(slow.trades) > 0) == bool(seed % 2)
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"allow_short": True},
+    {"size_fraction": 0.5, "slippage_bps": 3.0},
+    {"allow_short": True, "size_fraction": 0.7},
+    {"allow_short": True, "leverage": 2.0, "size_fraction": 1.5},
+], ids=["long-only", "long-short", "half-size-slippage", "part-size-long-short", "leverage"])
+def test_entries_sized_at_the_fill_give_the_same_trades_on_both_paths_on_gapping_opens(options: dict) -> None:
+    data = coinbase_1d()  # real daily candles: most opens gap from the previous close
+    bot = make_bot(params={"fast": 5, "slow": 20}, timeframe="1d", size_at="fill", **options)
+    fast, slow = both_paths(bot, data)
+    assert_same_trades(fast.trades, slow.trades, fast.final_equity, slow.final_equity)
+    np.testing.assert_allclose(fast.equity, slow.equity, rtol=1e-6)
+    # Sizing at the fill is not sizing at the close: same trades, other sizes, another final equity.
+    at_close = run_backtest(BacktestSpec(bot=make_bot(params={"fast": 5, "slow": 20}, timeframe="1d", **options),
+                                         path="bar"), Prepared(data, 0))
+    assert np.array_equal(at_close.trades.entry_bar, slow.trades.entry_bar)
+    assert abs(at_close.final_equity / slow.final_equity - 1) > 1e-6  # the paths agree to ~1e-9
 
 
 def test_the_fast_path_steps_aside_for_rules_that_watch_prices_inside_a_position() -> None:

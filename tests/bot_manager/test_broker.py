@@ -221,3 +221,42 @@ def test_the_broker_is_idle_when_a_bar_could_only_be_marked() -> None:
         assert not broker.idle  # an order to fill
         broker.on_bar(MIN, 100, 100, 100, 100, 1)
     assert plain.idle and not guarded.idle  # in a position: only the stop needs every bar
+
+
+def test_an_order_sized_at_the_fill_spends_its_share_of_the_equity_at_the_fill_price() -> None:
+    broker = make_broker(slippage=FixedSlippage(0.0), lot_size="0.0001")
+    broker.on_bar(0, 49_000, 49_500, 48_900, 50_000, 10)
+    # Sized at the close this would be 0.1 BTC (5000 / 50000); the next bar gaps down to 40000.
+    order = broker.submit_market("b1", Side.BUY, D("0.1"), spend=D("0.5"))
+    assert order.quantity == D("0.1") and broker.snapshot()["orders"][0]["spend"] == "0.5"
+    [buy] = broker.on_bar(MIN, 40_000, 40_100, 39_900, 40_000, 10)
+    # 0.5 x 10000 / 40000 = 0.125 BTC; notional 5000.00, fee 5.00
+    assert (buy.quantity, buy.price, buy.fee, buy.balance_after) == (D("0.125"), D("40000"), D("5.000"),
+                                                                     D("9995.000"))
+    # Adding on an open position: equity at the fill is marked there (9995 + 0.125 x (44000 - 40000) = 10495).
+    broker.submit_market("b2", Side.BUY, D("0.01"), spend=D("0.1"))
+    [add] = broker.on_bar(2 * MIN, 44_000, 44_000, 44_000, 44_000, 10)
+    # 0.1 x 10495 / 44000 = 0.02385227…, floored to the lot 0.0001
+    assert add.quantity == D("0.0238")
+
+
+def test_all_equity_sized_at_the_fill_is_clamped_to_what_the_fee_leaves() -> None:
+    broker = make_broker(slippage=FixedSlippage(0.0))
+    broker.on_bar(0, 100, 100, 100, 100, 1)
+    broker.submit_market("b1", Side.BUY, D("100"), spend=D("1"))
+    [buy] = broker.on_bar(MIN, 80, 80, 80, 80, 1)
+    # All of 10000 at 80 would be 125 units, but the 0.1% fee must be paid too: 10000 / (80 x 1.001)
+    assert buy.quantity == broker.round_quantity(D("10000") / (D("80") * D("1.001")))
+    left = D("10000") - buy.quantity * buy.price - buy.fee  # cash not spent: less than one more lot with its fee
+    assert D(0) <= left < D("0.00000001") * D("80.08") + D("0.00000001")
+
+
+def test_an_order_sized_at_the_fill_below_one_lot_is_rejected_not_filled() -> None:
+    broker = make_broker(slippage=FixedSlippage(0.0), lot_size="1")
+    broker.on_bar(0, 100, 100, 100, 100, 1)
+    broker.submit_market("b1", Side.BUY, D("1"), spend=D("0.01"))  # 100 at the close: one lot
+    assert broker.on_bar(MIN, 20_000, 20_000, 20_000, 20_000, 1) == []
+    [(order, why)] = broker.rejected
+    assert order.order_id == "b1" and "less than one lot" in why and broker.position_side == 0
+    with pytest.raises(ValueError, match="spend must be a positive share"):
+        broker.submit_market("b2", Side.BUY, D("1"), spend=D("0"))
