@@ -34,6 +34,11 @@ class Settings(BaseModel):
     okx_ws_public_url: str = Field("wss://ws.okx.com:8443/ws/v5/public", alias="OKX_WS_URL")
     okx_ws_business_url: str = Field("wss://ws.okx.com:8443/ws/v5/business", alias="OKX_WS_BUSINESS_URL")
     okx_rest_url: str = Field("https://www.okx.com", alias="OKX_REST_URL")
+    exchange: Literal["okx", "binance"] = Field("okx", alias="EXCHANGE")
+    binance_ws_url: str = Field("wss://stream.binance.com:9443/ws", alias="BINANCE_WS_URL")
+    binance_rest_url: str = Field("https://api.binance.com", alias="BINANCE_REST_URL")
+    binance_usdm_ws_url: str = Field("wss://fstream.binance.com/ws", alias="BINANCE_USDM_WS_URL")
+    binance_usdm_rest_url: str = Field("https://fapi.binance.com", alias="BINANCE_USDM_REST_URL")
     market_source: Literal["auto", "live", "replay"] = Field("auto", alias="MARKET_SOURCE")
     symbols: tuple[str, ...] = Field(("BTC-USDT", "ETH-USDT"), alias="SYMBOLS")
     timeframes: tuple[Timeframe, ...] = Field(DEFAULT_TIMEFRAMES, alias="TIMEFRAMES")
@@ -103,14 +108,14 @@ class Settings(BaseModel):
             raise ValueError(f"expected a redis://host:port/db URL, got {value!r}")
         return value
 
-    @field_validator("okx_ws_public_url", "okx_ws_business_url")
+    @field_validator("okx_ws_public_url", "okx_ws_business_url", "binance_ws_url", "binance_usdm_ws_url")
     @classmethod
     def _check_ws_url(cls, value: str) -> str:
         if not value.startswith(("ws://", "wss://")):
             raise ValueError(f"expected a ws:// or wss:// URL, got {value!r}")
         return value
 
-    @field_validator("okx_rest_url", "telegram_api_url")
+    @field_validator("okx_rest_url", "telegram_api_url", "binance_rest_url", "binance_usdm_rest_url")
     @classmethod
     def _check_http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

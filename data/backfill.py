@@ -20,9 +20,10 @@ from sqlalchemy import Engine
 from config.domain import Candle, Timeframe
 from config.errors import MalformedMessageError, TemporaryError
 from data.bars import MINUTE_MS, rollup
+from data.binance.frames import BinanceRestError
 from data.engine import CandleEngine, RepairRequest
 from data.okx.frames import OkxRestError, WireTrade
-from data.okx.rest import OkxRest
+from data.venues import MarketRest
 from database.engine import make_session_factory, session_scope
 from database.repositories.market import get_candles, upsert_candles
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 INITIAL_LOOKBACK_MS = DAY_MS  # history fetched for a symbol with nothing stored (floored to UTC midnight)
-REST_ERRORS = (TemporaryError, OkxRestError, MalformedMessageError)
+REST_ERRORS = (TemporaryError, OkxRestError, BinanceRestError, MalformedMessageError)
 
 
 @dataclass
@@ -47,7 +48,7 @@ class BackfillStats:
 class Backfiller:
     """Runs repairs as tasks; ``on_applied`` is called after the engine took a repair's candles."""
 
-    def __init__(self, rest: OkxRest, engine: CandleEngine, on_applied: Callable[[], None], *,
+    def __init__(self, rest: MarketRest, engine: CandleEngine, on_applied: Callable[[], None], *,
                  initial_lookback_ms: int = INITIAL_LOOKBACK_MS, ready_delay: float = 1.0,
                  last_minute_attempts: int = 5, attempts: int = 6, max_ready_wait: float = 180.0,
                  on_event: Callable[[str, str, dict[str, object]], None] | None = None) -> None:
@@ -176,7 +177,7 @@ class Backfiller:
         raise TemporaryError(f"history-candles for {symbol} failed {self.attempts} times: {last}")
 
 
-async def backfill_range(rest: OkxRest, engine: Engine, symbol: str, start_ms: int, end_ms: int,
+async def backfill_range(rest: MarketRest, engine: Engine, symbol: str, start_ms: int, end_ms: int,
                          timeframes: Sequence[Timeframe], exchange: str = "okx") -> dict[Timeframe, int]:
     """Fetch 1m candles for ``[start_ms, end_ms)``, upsert them, and roll up every higher timeframe
     bucket that the range touches and that is complete by ``end_ms`` (reading neighbouring stored

@@ -12,12 +12,20 @@ from config.domain import Timeframe, datetime_to_ms
 from config.errors import ConfigurationError
 from config.settings import get_settings
 
+EXCHANGES = ("okx", "binance")  # data.venues.EXCHANGES, kept here so that --help loads no venue code
+PROTOCOLS = EXCHANGES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    collect = subparsers.add_parser("collect", help="run the OKX collector until SIGINT/SIGTERM")
-    collect.add_argument("--symbols", help="comma-separated instIds (default: SYMBOLS)")
-    collect.add_argument("--okx-ws-url", help="public WebSocket URL (default: MARKET_SOURCE decides)")
-    collect.add_argument("--okx-rest-url", help="REST base URL (default: MARKET_SOURCE decides)")
+    collect = subparsers.add_parser("collect", help="run a venue's collector until SIGINT/SIGTERM")
+    collect.add_argument("--exchange", choices=EXCHANGES, help="the venue (default: EXCHANGE, okx)")
+    collect.add_argument("--symbols", help="comma-separated symbols such as BTC-USDT,BTC-USDT-SWAP (default: SYMBOLS)")
+    collect.add_argument("--ws-url", help="public WebSocket URL (default: MARKET_SOURCE decides)")
+    collect.add_argument("--rest-url", help="REST base URL (default: MARKET_SOURCE decides)")
+    collect.add_argument("--perp-ws-url", help="Binance: the USDⓈ-M WebSocket URL")
+    collect.add_argument("--perp-rest-url", help="Binance: the USDⓈ-M REST base URL")
+    collect.add_argument("--okx-ws-url", help="OKX: same as --ws-url")
+    collect.add_argument("--okx-rest-url", help="OKX: same as --rest-url")
     collect.add_argument("--no-trades", action="store_true", help="do not store raw trades")
     collect.set_defaults(func=_collect)
 
@@ -25,10 +33,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     backfill.add_argument("--symbol", required=True)
     backfill.add_argument("--start", required=True, help="ISO time or date, UTC (e.g. 2026-01-01T00:00)")
     backfill.add_argument("--end", help="ISO time, UTC (default: now)")
-    backfill.add_argument("--okx-rest-url", help="REST base URL (default: OKX_REST_URL)")
+    backfill.add_argument("--exchange", choices=EXCHANGES, help="the venue (default: EXCHANGE, okx)")
+    backfill.add_argument("--rest-url", help="REST base URL (default: OKX_REST_URL, BINANCE_REST_URL or, for a "
+                                             "-SWAP symbol, BINANCE_USDM_REST_URL)")
+    backfill.add_argument("--okx-rest-url", help="OKX: same as --rest-url")
     backfill.set_defaults(func=_backfill)
 
-    replay = subparsers.add_parser("replay", help="serve tapes as the OKX v5 public WebSocket + REST candles")
+    replay = subparsers.add_parser("replay", help="serve tapes as a venue's public WebSocket + REST (OKX v5, Binance)")
+    replay.add_argument("--protocol", choices=PROTOCOLS, default="okx",
+                        help="okx, or binance (symbols ending -SWAP on the USDⓈ-M endpoints under /usdm)")
     replay.add_argument("--tape", action="append", default=[], help="CSV or CSV.gz tape (repeatable)")
     replay.add_argument("--symbol", action="append", default=[],
                         help="instId for the tape at the same position (repeatable); without --tape, the "
@@ -79,31 +92,53 @@ def _url(value: str | None, option: str, schemes: tuple[str, ...]) -> str | None
     return value
 
 
-async def _check_symbols(rest_url: str, symbols: tuple[str, ...], option: str, exchange: str = "okx") -> None:
-    """Refuse instIds the venue does not list (``public/instruments``); an unreachable venue is not a reason
-    to refuse (the collector waits for it), so then nothing is checked."""
+async def _check_symbols(rest_url: str, symbols: tuple[str, ...], option: str, exchange: str = "okx",
+                         perp_rest_url: str | None = None) -> None:
+    """Refuse symbols the venue does not list (OKX ``public/instruments``, Binance ``exchangeInfo``); an
+    unreachable venue is not a reason to refuse (the collector waits for it), so then nothing is checked."""
     import difflib
     import logging
 
     from config.errors import MalformedMessageError, TemporaryError
+    from data.binance.frames import BinanceRestError
     from data.okx.frames import OkxRestError
-    from data.okx.rest import OkxRest, inst_type_of
 
-    rest = OkxRest(rest_url, retries=1, timeout=5.0)
-    try:
-        listed: dict[str, list[str]] = {}
-        for symbol in symbols:
+    listed: dict[str, list[str]] = {}  # kind -> our names of what it lists
+    if exchange == "binance":
+        from data.binance.frames import market
+        from data.binance.rest import BinanceRest
+
+        rest: object = BinanceRest(rest_url, perp_rest_url, retries=1, timeout=5.0)
+
+        async def names(symbol: str) -> tuple[str, list[str]]:
+            try:
+                kind = market(symbol).kind
+            except ValueError as exc:
+                raise ConfigurationError(str(exc), source=option) from None
+            if kind not in listed:
+                listed[kind] = await rest.listed_symbols(kind)  # type: ignore[attr-defined]
+            return kind, listed[kind]
+    else:
+        from data.okx.rest import OkxRest, inst_type_of
+
+        rest = OkxRest(rest_url, retries=1, timeout=5.0)
+
+        async def names(symbol: str) -> tuple[str, list[str]]:
             kind = inst_type_of(symbol)
             if kind not in listed:
-                listed[kind] = await rest.instrument_ids(kind)
-            if symbol not in listed[kind]:
+                listed[kind] = await rest.instrument_ids(kind)  # type: ignore[attr-defined]
+            return kind, listed[kind]
+    try:
+        for symbol in symbols:
+            kind, ids = await names(symbol)
+            if symbol not in ids:
                 close = difflib.get_close_matches(symbol, [s for ids in listed.values() for s in ids], n=3)
-                hint = f" (did you mean {', '.join(close)}?)" if close else f" ({len(listed[kind])} {kind} listed)"
+                hint = f" (did you mean {', '.join(close)}?)" if close else f" ({len(ids)} {kind} listed)"
                 raise ConfigurationError(f"unknown instrument {symbol!r} on {exchange}{hint}", source=option)
-    except (TemporaryError, OkxRestError, MalformedMessageError) as exc:
+    except (TemporaryError, OkxRestError, BinanceRestError, MalformedMessageError) as exc:
         logging.getLogger(__name__).warning("cannot check the symbols against the instruments: %s", exc)
     finally:
-        await rest.close()
+        await rest.close()  # type: ignore[attr-defined]
 
 
 def _collect(args: argparse.Namespace) -> int:
@@ -118,20 +153,29 @@ def _collect(args: argparse.Namespace) -> int:
         if not symbols:
             raise ConfigurationError(f"expected comma-separated instIds such as BTC-USDT,ETH-USDT, got "
                                      f"{args.symbols!r}", source="--symbols")
-    _url(args.okx_ws_url, "--okx-ws-url", ("ws:", "wss:"))
-    _url(args.okx_rest_url, "--okx-rest-url", ("http:", "https:"))
+    for option in ("--ws-url", "--perp-ws-url", "--okx-ws-url"):
+        _url(getattr(args, option[2:].replace("-", "_")), option, ("ws:", "wss:"))
+    for option in ("--rest-url", "--perp-rest-url", "--okx-rest-url"):
+        _url(getattr(args, option[2:].replace("-", "_")), option, ("http:", "https:"))
+    exchange = args.exchange or settings.exchange
+    if exchange != "okx" and (args.okx_ws_url or args.okx_rest_url):
+        raise ConfigurationError(f"is for OKX; with --exchange {exchange} use --ws-url / --rest-url",
+                                 source="--okx-ws-url" if args.okx_ws_url else "--okx-rest-url")
+    settings = settings.model_copy(update={"exchange": exchange, "symbols": symbols})
     if args.no_trades:
         settings = settings.model_copy(update={"store_raw_trades": False})
     upgrade(settings.effective_database_url)
 
     async def main(stop: asyncio.Event) -> int:
         source = None
-        ws_url, rest_url = args.okx_ws_url, args.okx_rest_url
+        ws_url, rest_url = args.ws_url or args.okx_ws_url, args.rest_url or args.okx_rest_url
+        perp_ws_url, perp_rest_url = args.perp_ws_url, args.perp_rest_url
         if ws_url is None or rest_url is None:
-            source = await resolve_market_source(settings.model_copy(update={"symbols": symbols}))
+            source = await resolve_market_source(settings)
             ws_url, rest_url = ws_url or source.ws_url, rest_url or source.rest_url
+            perp_ws_url, perp_rest_url = perp_ws_url or source.perp_ws_url, perp_rest_url or source.perp_rest_url
         try:
-            await _check_symbols(rest_url, symbols, "--symbols")
+            await _check_symbols(rest_url, symbols, "--symbols", exchange, perp_rest_url)
         except ConfigurationError:
             if source is not None:
                 await source.close()
@@ -146,7 +190,8 @@ def _collect(args: argparse.Namespace) -> int:
             metrics = start_metrics_server(settings.metrics_port)
             tasks.append(asyncio.create_task(feed_metrics(bus, stop), name="metrics"))
         try:
-            await run_market_data(settings, bus, stop, symbols=symbols, ws_url=ws_url, rest_url=rest_url)
+            await run_market_data(settings, bus, stop, symbols=symbols, ws_url=ws_url, rest_url=rest_url,
+                                  perp_ws_url=perp_ws_url, perp_rest_url=perp_rest_url)
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -171,7 +216,7 @@ def _parse_time(text: str, option: str) -> int:
 
 def _backfill(args: argparse.Namespace) -> int:
     from data.backfill import backfill_range
-    from data.okx.rest import OkxRest
+    from data.venues import make_rest
     from database.engine import make_engine
     from database.migrate import upgrade
 
@@ -180,15 +225,21 @@ def _backfill(args: argparse.Namespace) -> int:
     end = _parse_time(args.end, "--end") if args.end else datetime_to_ms(datetime.now(UTC))
     if end <= start:
         raise ConfigurationError(f"must be after --start ({args.start}), got {args.end!r}", source="--end")
+    _url(args.rest_url, "--rest-url", ("http:", "https:"))
     _url(args.okx_rest_url, "--okx-rest-url", ("http:", "https:"))
+    exchange = args.exchange or settings.exchange
+    rest_url = args.rest_url or args.okx_rest_url
+    if rest_url is None:
+        rest_url = settings.okx_rest_url if exchange == "okx" else (
+            settings.binance_usdm_rest_url if args.symbol.endswith("-SWAP") else settings.binance_rest_url)
     upgrade(settings.effective_database_url)
 
     async def main() -> dict[Timeframe, int]:
-        await _check_symbols(args.okx_rest_url or settings.okx_rest_url, (args.symbol,), "--symbol")
-        rest = OkxRest(args.okx_rest_url or settings.okx_rest_url)
+        await _check_symbols(rest_url, (args.symbol,), "--symbol", exchange, rest_url)
+        rest = make_rest(exchange, rest_url, rest_url)
         engine = make_engine(settings.effective_database_url)
         try:
-            return await backfill_range(rest, engine, args.symbol, start, end, settings.timeframes)
+            return await backfill_range(rest, engine, args.symbol, start, end, settings.timeframes, exchange)
         finally:
             await rest.close()
             engine.dispose()
@@ -218,9 +269,11 @@ def _replay(args: argparse.Namespace) -> int:
 
     async def main(stop: asyncio.Event) -> int:
         server = ReplayServer(tapes, speed=args.speed, loop=args.loop, port=args.port,
-                              history_ms=args.history_minutes * 60_000, passes=args.passes)
+                              history_ms=args.history_minutes * 60_000, passes=args.passes, protocol=args.protocol)
         await server.start()
-        print(f"replay: serving {','.join(tapes)} on {server.ws_url} rest {server.rest_url}", flush=True)
+        usdm = f" usdm {server.usdm_ws_url}" if args.protocol == "binance" else ""
+        print(f"replay: serving {','.join(tapes)} as {args.protocol} on {server.ws_url} rest {server.rest_url}{usdm}",
+              flush=True)
         await stop.wait()
         await server.close()
         return 0

@@ -1,4 +1,5 @@
-"""The collector: OKX stream -> candle engine -> storage writer -> bus, with REST repairs and health.
+"""The collector: a venue's trade stream (OKX, Binance: :mod:`data.venues`) -> candle engine -> storage
+writer -> bus, with REST repairs and health.
 
 Ordering: a closed candle is written to the database first and published after the commit
 (:mod:`data.writer`); forming candles go straight to the bus. On stop, inputs stop first, then the
@@ -20,10 +21,10 @@ from data.bars import MINUTE_MS
 from data.bus import Bus
 from data.engine import DEFAULT_GRACE_MS, CandleEngine
 from data.health import HealthReporter, Report, collector_component
-from data.okx.client import OkxTradeStream, StreamState, now_ms
 from data.okx.frames import WireTrade
-from data.okx.rest import OkxRest
 from data.publisher import CandlePublisher
+from data.streams import StreamState, now_ms
+from data.venues import check_exchange, make_rest, make_stream
 from data.writer import StorageWriter
 from database.engine import make_engine, make_session_factory, session_scope
 from database.repositories.market import get_candles, latest_candle_time_ms
@@ -39,7 +40,9 @@ class CollectorConfig:
     rest_url: str
     database_url: str
     timeframes: tuple[Timeframe, ...] = DEFAULT_TIMEFRAMES
-    exchange: str = "okx"
+    exchange: str = "okx"  # see data/venues.py
+    perp_ws_url: str | None = None  # Binance: the USDⓈ-M socket and REST (OKX serves swaps on ws_url)
+    perp_rest_url: str | None = None
     store_trades: bool = True
     trade_retention_days: int | None = 7
     grace_ms: int = DEFAULT_GRACE_MS
@@ -57,6 +60,7 @@ class Collector:
     def __init__(self, config: CollectorConfig, bus: Bus) -> None:
         if not config.symbols:
             raise ValueError("the collector needs at least one symbol")
+        check_exchange(config.exchange)
         self.config = config
         self.bus = bus
         self.db = make_engine(config.database_url)
@@ -70,14 +74,14 @@ class Collector:
                                     durable_commits=config.durable_commits,
                                     on_stored=self.publisher.closed,
                                     on_event=lambda lvl, msg, data: self.health.event("writer", lvl, msg, data))
-        self.rest = OkxRest(config.rest_url)
+        self.rest = make_rest(config.exchange, config.rest_url, config.perp_rest_url)
         self.backfiller = Backfiller(self.rest, self.engine, self._drain,
                                      initial_lookback_ms=config.initial_lookback_ms,
                                      ready_delay=config.repair_ready_delay_s, on_event=self._symbol_event)
-        self.stream = OkxTradeStream(config.ws_url, config.symbols, self._on_trades,
-                                     on_subscribed=self.engine.on_connected,
-                                     on_disconnected=self._on_disconnected, flow=self.writer.flow,
-                                     ping_after=config.ping_after_s, pong_timeout=config.pong_timeout_s)
+        self.stream = make_stream(config.exchange, config.ws_url, config.symbols, self._on_trades,
+                                  perp_ws_url=config.perp_ws_url, on_subscribed=self.engine.on_connected,
+                                  on_disconnected=self._on_disconnected, flow=self.writer.flow,
+                                  ping_after=config.ping_after_s, pong_timeout=config.pong_timeout_s)
         self._store_trades = config.store_trades
         self._symbols = frozenset(config.symbols)
         self._last_counts: dict[str, int] = {}
@@ -132,7 +136,7 @@ class Collector:
         writer = asyncio.create_task(self.writer.run(writer_stop), name="writer")
         publisher = asyncio.create_task(self.publisher.run(publisher_stop), name="publisher")
         inputs = [
-            asyncio.create_task(self.stream.run(inputs_stop), name="okx stream"),
+            asyncio.create_task(self.stream.run(inputs_stop), name=f"{self.config.exchange} stream"),
             asyncio.create_task(self._tick(inputs_stop), name="engine clock"),
             asyncio.create_task(self.health.run(inputs_stop), name="health"),
             asyncio.create_task(self._exchange_clock(inputs_stop), name="exchange clock"),

@@ -34,14 +34,22 @@ DEMO_INSTRUMENTS: dict[str, tuple[float, int, int, int, int]] = {
 }
 
 
+# The bundled real Binance tapes (data/samples/README.md), replayed when Binance is unreachable.
+BINANCE_TAPES = {"BTC-USDT": SAMPLES / "tape_BTC-USDT_binance_spot_2024-08-08T2354.csv.gz",
+                 "BTC-USDT-SWAP": SAMPLES / "tape_BTC-USDT-SWAP_binance_usdm_2024-08-08T2354.csv.gz"}
+
+
 @dataclass
 class MarketSource:
-    """Where the collector connects: live OKX, or a replay server this process started."""
+    """Where the collector connects: the live venue, or a replay server this process started
+    (``perp_*``: Binance's USDⓈ-M endpoints)."""
 
     kind: Literal["live", "replay"]
     ws_url: str
     rest_url: str
     server: ReplayServer | None = None
+    perp_ws_url: str | None = None
+    perp_rest_url: str | None = None
 
     async def close(self) -> None:
         if self.server is not None:
@@ -51,14 +59,19 @@ class MarketSource:
 
 async def run_market_data(settings: Settings, bus: Bus, stop: asyncio.Event, *,
                           symbols: Sequence[str] | None = None, ws_url: str | None = None,
-                          rest_url: str | None = None) -> None:
-    """Run the whole collector (OKX client, candle engine, storage writer on its own engine from
-    ``settings.effective_database_url``, bus publishing, REST backfill, health) until ``stop`` is
-    set; then flush and return. URLs default to the settings (live OKX)."""
+                          rest_url: str | None = None, perp_ws_url: str | None = None,
+                          perp_rest_url: str | None = None) -> None:
+    """Run the whole collector of ``settings.exchange`` (trade stream, candle engine, storage writer on its
+    own engine from ``settings.effective_database_url``, bus publishing, REST backfill, health) until
+    ``stop`` is set; then flush and return. URLs default to the settings (the live venue)."""
+    live = live_source(settings)
     config = CollectorConfig(
         symbols=tuple(symbols or settings.symbols),
-        ws_url=ws_url or settings.okx_ws_public_url,
-        rest_url=rest_url or settings.okx_rest_url,
+        ws_url=ws_url or live.ws_url,
+        rest_url=rest_url or live.rest_url,
+        perp_ws_url=perp_ws_url or live.perp_ws_url,
+        perp_rest_url=perp_rest_url or live.perp_rest_url,
+        exchange=settings.exchange,
         database_url=settings.effective_database_url,
         timeframes=tuple(settings.timeframes),
         store_trades=settings.store_raw_trades,
@@ -68,13 +81,23 @@ async def run_market_data(settings: Settings, bus: Bus, stop: asyncio.Event, *,
     await Collector(config, bus).run(stop)
 
 
-async def probe_live(rest_url: str, timeout: float = 3.0) -> bool:
-    """True when OKX REST answers ``/api/v5/public/time`` within ``timeout`` seconds."""
+def live_source(settings: Settings) -> MarketSource:
+    """The live endpoints of ``settings.exchange``."""
+    if settings.exchange == "binance":
+        return MarketSource("live", settings.binance_ws_url, settings.binance_rest_url,
+                            perp_ws_url=settings.binance_usdm_ws_url, perp_rest_url=settings.binance_usdm_rest_url)
+    return MarketSource("live", settings.okx_ws_public_url, settings.okx_rest_url)
+
+
+async def probe_live(rest_url: str, timeout: float = 3.0, exchange: str = "okx") -> bool:
+    """True when the venue's REST answers its server-time call within ``timeout`` seconds."""
+    path = "/api/v3/time" if exchange == "binance" else "/api/v5/public/time"
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-            async with session.get(rest_url.rstrip("/") + "/api/v5/public/time") as response:
+            async with session.get(rest_url.rstrip("/") + path) as response:
                 body = await response.json(content_type=None)
-                return response.status == 200 and body.get("code") == "0"
+                ok = "serverTime" in body if exchange == "binance" else body.get("code") == "0"
+                return response.status == 200 and ok
     except (aiohttp.ClientError, TimeoutError, ValueError, OSError):
         return False
 
@@ -97,33 +120,52 @@ def demo_tapes(symbols: Sequence[str]) -> dict[str, Tape]:
     return tapes
 
 
+def binance_tapes(symbols: Sequence[str]) -> dict[str, Tape]:
+    """The bundled real Binance tapes of the requested symbols (both when none of them has one)."""
+    from data.replay.tape import read_tape
+
+    wanted = [s for s in symbols if s in BINANCE_TAPES] or list(BINANCE_TAPES)
+    missing = [s for s in symbols if s not in BINANCE_TAPES]
+    if missing:
+        log.warning("replay: no Binance tape for %s (have %s)", ", ".join(missing), ", ".join(BINANCE_TAPES))
+    return {s: read_tape(BINANCE_TAPES[s]) for s in wanted}
+
+
 async def start_demo_replay(settings: Settings, symbols: Sequence[str] | None = None) -> MarketSource:
-    """Start the bundled replay in this process (looping, ``settings.replay_speed``)."""
+    """Start the bundled replay in this process (looping, ``settings.replay_speed``), speaking the protocol
+    of ``settings.exchange``: OKX serves tapes synthesised from real candles, Binance the real Binance tapes."""
     from data.replay.server import ReplayServer
 
-    tapes = await asyncio.to_thread(demo_tapes, symbols or settings.symbols)
+    binance = settings.exchange == "binance"
+    tapes = await asyncio.to_thread(binance_tapes if binance else demo_tapes, symbols or settings.symbols)
+    history = 0 if binance else DEMO_HISTORY_MS
+    protocol = settings.exchange
     server = ReplayServer(tapes, speed=settings.replay_speed, loop=True, port=settings.replay_port,
-                          history_ms=DEMO_HISTORY_MS)
+                          history_ms=history, protocol=protocol)
     try:
         await server.start()
     except OSError:
         log.warning("replay: port %s busy, using a free port", settings.replay_port)
         await server.close()
-        server = ReplayServer(tapes, speed=settings.replay_speed, loop=True, port=0, history_ms=DEMO_HISTORY_MS)
+        server = ReplayServer(tapes, speed=settings.replay_speed, loop=True, port=0, history_ms=history,
+                              protocol=protocol)
         await server.start()
-    log.info("replay: serving %s on %s (speed %sx)", ",".join(tapes), server.ws_url, settings.replay_speed)
-    return MarketSource("replay", server.ws_url, server.rest_url, server)
+    log.info("replay: serving %s as %s on %s (speed %sx)", ",".join(tapes), protocol, server.ws_url,
+             settings.replay_speed)
+    return MarketSource("replay", server.ws_url, server.rest_url, server,
+                        perp_ws_url=server.usdm_ws_url if binance else None,
+                        perp_rest_url=server.rest_url if binance else None)
 
 
 async def resolve_market_source(settings: Settings) -> MarketSource:
-    """MARKET_SOURCE: ``live`` = OKX; ``replay`` = bundled replay; ``auto`` = OKX if its REST answers
-    within ~3 s, else the bundled replay. Call :meth:`MarketSource.close` when done."""
-    live = MarketSource("live", settings.okx_ws_public_url, settings.okx_rest_url)
+    """MARKET_SOURCE: ``live`` = the venue (``EXCHANGE``); ``replay`` = bundled replay; ``auto`` = the venue
+    if its REST answers within ~3 s, else the bundled replay. Call :meth:`MarketSource.close` when done."""
+    live = live_source(settings)
     if settings.market_source == "live":
         return live
-    if settings.market_source == "auto" and await probe_live(settings.okx_rest_url):
-        log.info("market source: live OKX at %s", settings.okx_rest_url)
+    if settings.market_source == "auto" and await probe_live(live.rest_url, exchange=settings.exchange):
+        log.info("market source: live %s at %s", settings.exchange, live.rest_url)
         return live
     if settings.market_source == "auto":
-        log.info("market source: OKX unreachable, using the bundled replay")
+        log.info("market source: %s unreachable, using the bundled replay", settings.exchange)
     return await start_demo_replay(settings)

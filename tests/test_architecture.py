@@ -17,7 +17,8 @@ ALLOWED = {
     "dashboard": {"config", "database", "data", "strategies", "bot_manager", "backtesting"},
 }
 # The dashboard reads through repositories and the bus; it never talks to an exchange.
-FORBIDDEN_FOR_DASHBOARD = ("data.okx", "data.replay", "data.collector", "data.service", "websockets")
+FORBIDDEN_FOR_DASHBOARD = ("data.okx", "data.binance", "data.venues", "data.replay", "data.collector", "data.service",
+                           "websockets")
 
 
 def _imports(path: Path) -> set[str]:

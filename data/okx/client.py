@@ -16,112 +16,41 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from config.errors import MalformedMessageError
 from data.okx.frames import PONG_BYTES, WireTrade, decode_public, error_symbol
+from data.streams import ClientStats, StreamState, TradeStreamBase, now_ms, with_helpers
+
+__all__ = ["ClientStats", "OkxTradeStream", "StreamState", "now_ms"]  # the shared names, as before
 
 log = logging.getLogger(__name__)
 
 SUBSCRIBE_BATCH = 200  # args per request: far below OKX's 64 KB request limit
 
 
-class StreamState(StrEnum):
-    CONNECTING = "connecting"
-    SUBSCRIBING = "subscribing"
-    SUBSCRIBED = "subscribed"
-    REJECTED = "rejected"
-    DISCONNECTED = "disconnected"
+class OkxTradeStream(TradeStreamBase):
+    """Run with :meth:`run` until ``stop`` is set; options and callbacks: :class:`~data.streams.TradeStreamBase`."""
 
+    venue = "okx"
 
-@dataclass
-class ClientStats:
-    frames: int = 0
-    trades: int = 0
-    connects: int = 0
-    reconnects: int = 0
-    pings: int = 0
-    malformed: dict[str, int] = field(default_factory=dict)
-    errors: list[dict[str, str]] = field(default_factory=list)
-    last_frame_ms: int = 0
-    connected: bool = False
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-class OkxTradeStream:
-    """Run with :meth:`run` until ``stop`` is set. Callbacks run on the event loop and must not block."""
-
-    def __init__(
-        self,
-        url: str,
-        symbols: Sequence[str],
-        on_trades: Callable[[str, list[WireTrade], int], None],
-        *,
-        on_subscribed: Callable[[str], None] | None = None,
-        on_disconnected: Callable[[Sequence[str]], None] | None = None,
-        flow: asyncio.Event | None = None,
-        ping_after: float = 20.0,
-        pong_timeout: float = 10.0,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
-        stable_after: float = 10.0,
-        ack_timeout: float = 5.0,
-        rng: random.Random | None = None,
-    ) -> None:
-        if not symbols:
-            raise ValueError("at least one symbol is needed")
+    def __init__(self, url: str, symbols: Sequence[str], on_trades: Callable[[str, list[WireTrade], int], None],
+                 **options: Any) -> None:
+        super().__init__(symbols, on_trades, **options)
         self.url = url
-        self.symbols = tuple(dict.fromkeys(symbols))
-        self.on_trades = on_trades
-        self.on_subscribed = on_subscribed
-        self.on_disconnected = on_disconnected
-        self.flow = flow  # when given and cleared, reading pauses (the consumer is behind)
-        self.ping_after = ping_after
-        self.pong_timeout = pong_timeout
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.stable_after = stable_after
-        self.ack_timeout = ack_timeout
         self._sent_at: dict[str, float] = {}
-        self._retry_at: dict[str, float] = {}
-        self._retry_delay: dict[str, float] = {}
         self._request_id = 0
-        self._rng = rng or random.Random()
-        self.state: dict[str, StreamState] = {s: StreamState.DISCONNECTED for s in self.symbols}
-        self.stats = ClientStats()
         self._last_rx = 0.0
         self._ws: ClientConnection | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        attempt = 0
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                await self._session(stop)
-            except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
-                log.warning("okx ws: connection lost", extra={"url": self.url, "error": repr(exc)})
-            finally:
-                self._mark_disconnected()
-            if stop.is_set():
-                break
-            if time.monotonic() - started >= self.stable_after:
-                attempt = 0
-            delay = max(1 / 3, self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** attempt)))
-            attempt += 1
-            self.stats.reconnects += 1
-            log.info("okx ws: reconnecting", extra={"attempt": attempt, "delay_s": round(delay, 2)})
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+        await self.reconnect.run(lambda: self._session(stop), stop, ended=self._mark_disconnected,
+                                 stats=self.stats, log=log, name=f"okx ws {self.url}")
 
     async def ping_now(self) -> bool:
         """Send a text ``ping`` at once (its ``pong`` proves every earlier push was delivered)."""
@@ -135,14 +64,9 @@ class OkxTradeStream:
         return False
 
     def _mark_disconnected(self) -> None:
-        was = [s for s, st in self.state.items() if st is not StreamState.DISCONNECTED]
-        for s in self.symbols:
-            if self.state[s] is not StreamState.REJECTED:
-                self.state[s] = StreamState.DISCONNECTED
         self.stats.connected = False
         self._ws = None
-        if was and self.on_disconnected is not None:
-            self.on_disconnected(was)
+        self._disconnected(self.symbols)
 
     async def _session(self, stop: asyncio.Event) -> None:
         for s in self.symbols:
@@ -154,14 +78,7 @@ class OkxTradeStream:
             self.stats.connected = True
             self._last_rx = time.monotonic()
             await self._subscribe(ws, self.symbols)
-            helpers = [asyncio.create_task(self._keepalive(ws), name="okx keepalive"),
-                       asyncio.create_task(self._resubscribe(ws), name="okx resubscribe"),
-                       asyncio.create_task(self._close_on(stop, ws), name="okx stop")]
-            try:
-                await self._receive(ws)
-            finally:
-                for task in helpers:
-                    task.cancel()
+            await with_helpers(self._receive(ws), self._keepalive(ws), self._resubscribe(ws), self._close_on(stop, ws))
 
     async def _subscribe(self, ws: ClientConnection, symbols: Sequence[str]) -> None:
         args = [{"channel": "trades", "instId": s} for s in symbols]
@@ -181,7 +98,7 @@ class OkxTradeStream:
             now = time.monotonic()
             due = [s for s, st in self.state.items()
                    if (st is StreamState.SUBSCRIBING and now - self._sent_at.get(s, now) >= self.ack_timeout)
-                   or (st is StreamState.REJECTED and now >= self._retry_at.get(s, now))]
+                   or (st is StreamState.REJECTED and self.retries.due(s, now))]
             if due:
                 log.info("okx ws: subscribing again", extra={"symbols": ",".join(due)})
                 await self._subscribe(ws, due)
@@ -240,8 +157,7 @@ class OkxTradeStream:
                 try:
                     on_trades(frame.arg.instId, data, received)  # type: ignore[union-attr]
                 except Exception:  # noqa: BLE001 - a handler bug must not stop the stream
-                    self._malformed(MalformedMessageError("handler_error", f"trades handler failed on {raw[:200]!r}"))
-                    log.exception("okx ws: trades handler failed")
+                    self._handler_failed(raw)
             else:
                 self._event(frame.event or "", frame)
                 if frame.event == "notice" and frame.code == "64008":
@@ -249,32 +165,17 @@ class OkxTradeStream:
                     await ws.close()
                     return
 
-    def _malformed(self, exc: MalformedMessageError) -> None:
-        count = self.stats.malformed.get(exc.kind, 0)
-        self.stats.malformed[exc.kind] = count + 1
-        if count == 0:
-            log.warning("okx ws: malformed frame skipped (further ones of this kind are only counted)",
-                        extra={"kind": exc.kind, "detail": exc.detail[:300]})
-
     def _event(self, event: str, frame: object) -> None:
         arg = getattr(frame, "arg", None)
         symbol = arg.instId if arg is not None else ""
         if event == "subscribe" and symbol in self.state:
-            if self.state[symbol] is not StreamState.SUBSCRIBED:  # OKX re-acks duplicates; count once
-                self.state[symbol] = StreamState.SUBSCRIBED
-                self._retry_delay.pop(symbol, None)
-                if self.on_subscribed is not None:
-                    self.on_subscribed(symbol)
+            self._subscribed(symbol)
         elif event == "error":
             code, msg = getattr(frame, "code", ""), getattr(frame, "msg", "")
             failed = error_symbol(msg, self.symbols)
             if failed is not None:
-                self.state[failed] = StreamState.REJECTED
-                delay = min(60.0, max(2.0, 2 * self._retry_delay.get(failed, 0.0)))
-                self._retry_delay[failed] = delay
-                self._retry_at[failed] = time.monotonic() + delay
-            self.stats.errors.append({"code": code, "msg": msg[:300], "symbol": failed or ""})
-            del self.stats.errors[:-20]
+                self._refused(failed)
+            self.stats.error(code, msg, failed or "")
             log.warning("okx ws: error event", extra={"code": code, "error": msg[:300], "symbol": failed})
         elif event == "notice":
             log.info("okx ws: notice", extra={"code": getattr(frame, "code", ""), "text": getattr(frame, "msg", "")})

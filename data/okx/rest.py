@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
-import aiohttp
 import orjson
 
 from config.domain import Candle, Side
-from config.errors import MalformedMessageError, TemporaryError
+from config.errors import MalformedMessageError
+from data.http import PacedGet
 from data.okx.frames import OkxRestError, WireTrade, parse_candle_rows
 
 log = logging.getLogger(__name__)
@@ -30,43 +29,20 @@ class OkxRest:
     def __init__(self, base_url: str, *, requests_per_second: float = 9.0, timeout: float = 10.0,
                  retries: int = 5, retry_base: float = 0.5) -> None:
         self.base_url = base_url.rstrip("/")
-        self._interval = 1.0 / requests_per_second
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retries = retries
         self._retry_base = retry_base
-        self._next_slot = 0.0
-        self._lock = asyncio.Lock()
-        self._session: aiohttp.ClientSession | None = None
-        self.requests = 0
+        self._http = PacedGet("OKX", requests_per_second=requests_per_second, timeout=timeout, retries=retries,
+                              retry_base=retry_base)
+
+    @property
+    def requests(self) -> int:
+        return self._http.requests
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()
 
     async def _get(self, path: str, params: dict[str, str]) -> bytes:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        last: Exception | None = None
-        for attempt in range(self._retries + 1):
-            async with self._lock:
-                wait = self._next_slot - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                self._next_slot = time.monotonic() + self._interval
-            try:
-                self.requests += 1
-                async with self._session.get(self.base_url + path, params=params) as response:
-                    body = await response.read()
-                    if response.status == 429 or response.status >= 500:
-                        raise OkxRestError(str(response.status), body[:200].decode("utf-8", "replace"))
-                    return body
-            except (TimeoutError, aiohttp.ClientError, OkxRestError) as exc:
-                last = exc
-            delay = self._retry_base * 2 ** attempt
-            log.info("okx rest: retrying", extra={"path": path, "error": repr(last), "delay_s": delay})
-            await asyncio.sleep(delay)
-        raise TemporaryError(f"OKX REST {path} failed after {self._retries + 1} attempts: {last!r}")
+        return await self._http(self.base_url + path, params)
 
     async def server_time_ms(self) -> int:
         body = await self._get(SERVER_TIME, {})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,10 +25,17 @@ class Bar:
     close: float
     volume: float
     quote: float
+    count: int = 0
+    buy_volume: float = 0.0
 
     def okx_row(self, confirmed: bool = True) -> list[str]:
         return [str(self.open_ms), repr(self.open), repr(self.high), repr(self.low), repr(self.close),
                 repr(self.volume), repr(self.quote), repr(self.quote), "1" if confirmed else "0"]
+
+    def binance_row(self) -> list[object]:
+        """A Binance ``klines`` row (taker-buy quote volume is not kept: 0)."""
+        return [self.open_ms, repr(self.open), repr(self.high), repr(self.low), repr(self.close), repr(self.volume),
+                self.open_ms + MINUTE_MS - 1, repr(self.quote), self.count, repr(self.buy_volume), "0", "0"]
 
 
 def minute_bars(tape: Tape, upto: int | None = None) -> list[Bar]:
@@ -36,13 +43,16 @@ def minute_bars(tape: Tape, upto: int | None = None) -> list[Bar]:
     bars: list[Bar] = []
     n = len(tape) if upto is None else upto
     ts, px, sz = tape.ts_ms.tolist()[:n], tape.price.tolist()[:n], tape.size.tolist()[:n]
+    buy = tape.is_buy.tolist()[:n]
     i = 0
     while i < n:
+        first = i
         start = ts[i] - ts[i] % MINUTE_MS
         end = start + MINUTE_MS
         o = h = lo = c = px[i]
         v = sz[i]
         q = px[i] * sz[i]
+        b = sz[i] if buy[i] else 0.0
         i += 1
         while i < n and ts[i] < end:
             p, s = px[i], sz[i]
@@ -53,8 +63,10 @@ def minute_bars(tape: Tape, upto: int | None = None) -> list[Bar]:
             c = p
             v += s
             q += p * s
+            if buy[i]:
+                b += s
             i += 1
-        bars.append(Bar(start, o, h, lo, c, v, q))
+        bars.append(Bar(start, o, h, lo, c, v, q, i - first, b))
     return bars
 
 
@@ -111,6 +123,45 @@ class Feed:
             )
         return f'{{"arg":{{"channel":"trades","instId":"{sym}"}},"data":[{",".join(entries)}]}}'
 
+    def binance_frames(self, start: int, stop: int, venue_symbol: str, *, usdm: bool, combined: bool) -> list[str]:
+        """Binance ``@trade`` events for trades ``[start, stop)``, one frame each (``m``: the buyer was the
+        maker, i.e. the taker sold); ``combined`` wraps each in the ``/stream`` envelope."""
+        frames = []
+        stream = f"{venue_symbol.lower()}@trade"
+        for index in range(start, stop):
+            p, i = divmod(index, self.size)
+            ts = self._ts[i] + p * self.shift_ms
+            maker = "true" if self._side[i] == "sell" else "false"
+            tid = self._ids[i] + p * self.id_span
+            if usdm:
+                event = (f'{{"e":"trade","E":{ts},"T":{ts},"s":"{venue_symbol}","t":{tid},"p":"{self._px[i]}",'
+                         f'"q":"{self._sz[i]}","X":"MARKET","m":{maker}}}')
+            else:
+                event = (f'{{"e":"trade","E":{ts},"s":"{venue_symbol}","t":{tid},"p":"{self._px[i]}",'
+                         f'"q":"{self._sz[i]}","T":{ts},"m":{maker},"M":true}}')
+            frames.append(f'{{"stream":"{stream}","data":{event}}}' if combined else event)
+        return frames
+
+    def trades_from(self, market_ms: int, from_id: int | None, limit: int) -> list[dict[str, object]]:
+        """Binance ``historicalTrades`` rows, oldest first: trades done by ``market_ms`` with id >= ``from_id``
+        (``None``: the newest ``limit``)."""
+        if from_id is None:
+            newest = self.history_trades(market_ms, limit=limit)
+            from_id = int(newest[-1]["tradeId"]) if newest else 0
+        lowest = self._ids[0]
+        p = max(0, (from_id - lowest) // self.id_span) if self.loop else 0
+        index = p * self.size + bisect_left(self._ids, from_id - p * self.id_span)
+        rows: list[dict[str, object]] = []
+        while len(rows) < limit and not self.exhausted(index) and (self.loop or index < self.size):
+            if self.ts(index) > market_ms:
+                break
+            q, i = divmod(index, self.size)
+            rows.append({"id": self._ids[i] + q * self.id_span, "price": self._px[i], "qty": self._sz[i],
+                         "quoteQty": repr(float(self._px[i]) * float(self._sz[i])), "time": self.ts(index),
+                         "isBuyerMaker": self._side[i] == "sell", "isBestMatch": True})
+            index += 1
+        return rows
+
     def group_end(self, start: int, limit: int, max_trades: int, same_ts_side: bool) -> int:
         """End of the push starting at ``start``: trades before ``limit``, at most ``max_trades``,
         and (``same_ts_side``) only while time and side stay the same."""
@@ -159,8 +210,7 @@ class Feed:
                         yield forming, False
                         count += 1
                 else:
-                    yield (bar if shift == 0 else Bar(open_ms, bar.open, bar.high, bar.low, bar.close,
-                                                      bar.volume, bar.quote)), True
+                    yield (bar if shift == 0 else replace(bar, open_ms=open_ms)), True
                     count += 1
                 if count >= limit:
                     return
@@ -199,4 +249,4 @@ class Feed:
         sub = Tape(self.tape.trade_id[lo:hi], self.tape.ts_ms[lo:hi], self.tape.price[lo:hi],
                    self.tape.size[lo:hi], self.tape.is_buy[lo:hi])
         bar = minute_bars(sub)[0]
-        return Bar(bar.open_ms + shift, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.quote)
+        return replace(bar, open_ms=bar.open_ms + shift)

@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
+from data.replay import binance
 from data.replay.market import Feed
 from data.replay.tape import Tape
 
 log = logging.getLogger(__name__)
 
 WS_PATH = "/ws/v5/public"
+PROTOCOLS = ("okx", "binance")
 MAX_PUSH_TRADES = 100
 END_PACE = 600.0  # market-clock pace after the tape's end at speed 0
 
@@ -44,15 +46,17 @@ class ReplayStats:
 
 
 class _Conn:
-    __slots__ = ("ws", "transport", "conn_id", "symbols", "last_activity")
+    __slots__ = ("ws", "transport", "conn_id", "symbols", "last_activity", "combined", "usdm")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, conn_id: str,
-                 now: float) -> None:
+                 now: float, *, combined: bool = False, usdm: bool = False) -> None:
         self.ws = ws
         self.transport = transport
         self.conn_id = conn_id
         self.symbols: set[str] = set()
         self.last_activity = now
+        self.combined = combined  # Binance: /stream (envelopes) rather than /ws (raw events)
+        self.usdm = usdm  # Binance: the USDⓈ-M endpoint
 
 
 class _Runner:
@@ -69,13 +73,17 @@ class _Runner:
 
 
 class ReplayServer:
-    """Serve tapes as OKX. ``tapes`` maps instId to tape."""
+    """Serve tapes as OKX (``protocol="okx"``) or as Binance spot + USDⓈ-M (``"binance"``, see
+    :mod:`data.replay.binance`). ``tapes`` maps our symbol (``BTC-USDT``, ``BTC-USDT-SWAP``) to a tape."""
 
     def __init__(self, tapes: Mapping[str, Tape], *, speed: float = 1.0, loop: bool = False,
                  host: str = "127.0.0.1", port: int = 0, history_ms: int = 0, idle_timeout: float = 30.0,
-                 max_push_trades: int = MAX_PUSH_TRADES, passes: int | None = None) -> None:
+                 max_push_trades: int = MAX_PUSH_TRADES, passes: int | None = None, protocol: str = "okx") -> None:
         if speed < 0:
             raise ValueError(f"speed must be >= 0, got {speed}")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        self.protocol = protocol
         self.speed = speed
         self.host = host
         self.idle_timeout = idle_timeout
@@ -104,7 +112,12 @@ class ReplayServer:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}{WS_PATH}"
+        """The public socket (Binance: the spot ``/ws``; :attr:`usdm_ws_url` is the USDⓈ-M one)."""
+        return f"ws://{self.host}:{self.port}{'/ws' if self.protocol == 'binance' else WS_PATH}"
+
+    @property
+    def usdm_ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}{binance.USDM_PREFIX}/ws"
 
     @property
     def rest_url(self) -> str:
@@ -112,12 +125,15 @@ class ReplayServer:
 
     async def start(self) -> ReplayServer:
         app = web.Application()
-        app.router.add_get(WS_PATH, self._ws_handler)
-        app.router.add_get("/api/v5/market/history-candles", self._history_candles)
-        app.router.add_get("/api/v5/market/candles", self._candles)
-        app.router.add_get("/api/v5/public/time", self._time)
-        app.router.add_get("/api/v5/market/history-trades", self._history_trades)
-        app.router.add_get("/api/v5/public/instruments", self._instruments)
+        if self.protocol == "binance":
+            binance.BinanceProtocol(self).add_routes(app)
+        else:
+            app.router.add_get(WS_PATH, self._ws_handler)
+            app.router.add_get("/api/v5/market/history-candles", self._history_candles)
+            app.router.add_get("/api/v5/market/candles", self._candles)
+            app.router.add_get("/api/v5/public/time", self._time)
+            app.router.add_get("/api/v5/market/history-trades", self._history_trades)
+            app.router.add_get("/api/v5/public/instruments", self._instruments)
         self._app_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._app_runner.setup()
         self._site = web.TCPSite(self._app_runner, self.host, self._requested_port)
@@ -232,7 +248,7 @@ class ReplayServer:
                 end = feed.group_end(runner.cursor, runner.cursor + self.max_push_trades,
                                      self.max_push_trades, same_ts_side=False)
                 end = feed.clamp(end)
-                await self._send(symbol, feed.push(runner.cursor, end), end - runner.cursor)
+                await self._deliver(symbol, runner.cursor, end)
                 runner.cursor = end
                 runner.speed_zero_ms = feed.ts(end) if not feed.exhausted(end) else feed.ts(end - 1) + 1
                 continue
@@ -244,11 +260,18 @@ class ReplayServer:
             limit = feed.clamp(feed.first_index_after(runner.cursor, market))
             while runner.cursor < limit:
                 end = feed.group_end(runner.cursor, limit, self.max_push_trades, same_ts_side=True)
-                await self._send(symbol, feed.push(runner.cursor, end), end - runner.cursor)
+                await self._deliver(symbol, runner.cursor, end)
                 runner.cursor = end
 
     def _has_subscribers(self, symbol: str) -> bool:
         return any(symbol in c.symbols for c in self._conns)
+
+    async def _deliver(self, symbol: str, start: int, end: int) -> None:
+        """Trades ``[start, end)`` of ``symbol`` to its subscribers: one OKX push, or one Binance frame each."""
+        if self.protocol == "okx":
+            await self._send(symbol, self.feeds[symbol].push(start, end), end - start)
+        else:
+            await self._send_binance(symbol, start, end)
 
     async def _send(self, symbol: str, text: str, trades: int) -> None:
         if self._stalled():
@@ -263,9 +286,30 @@ class ReplayServer:
                 except (ConnectionError, RuntimeError):
                     self._conns.discard(conn)
 
+    async def _send_binance(self, symbol: str, start: int, end: int) -> None:
+        if self._stalled():
+            return
+        self.stats.trades_sent[symbol] += end - start
+        feed = self.feeds[symbol]
+        frames: dict[bool, list[str]] = {}  # built once per framing (raw /ws, combined /stream)
+        now = asyncio.get_running_loop().time()
+        for conn in list(self._conns):
+            if symbol in conn.symbols and not conn.ws.closed:
+                texts = frames.get(conn.combined)
+                if texts is None:
+                    texts = frames[conn.combined] = feed.binance_frames(
+                        start, end, binance.venue_symbol(symbol), usdm=symbol.endswith("-SWAP"),
+                        combined=conn.combined)
+                try:
+                    for text in texts:
+                        await conn.ws.send_str(text)
+                    conn.last_activity = now
+                except (ConnectionError, RuntimeError):
+                    self._conns.discard(conn)
+
     async def _idle_watchdog(self) -> None:
         """OKX closes a connection that has neither subscribed nor been pushed anything for 30 s."""
-        while True:
+        while self.protocol == "okx":
             await asyncio.sleep(min(self.idle_timeout / 4, 1.0))
             now = asyncio.get_running_loop().time()
             for conn in list(self._conns):
@@ -280,9 +324,7 @@ class ReplayServer:
         ws = web.WebSocketResponse(autoping=True, heartbeat=None, compress=False)
         await ws.prepare(request)
         loop = asyncio.get_running_loop()
-        conn = _Conn(ws, request.transport, f"{next(self._conn_ids):08x}", loop.time())
-        self._conns.add(conn)
-        self.stats.connections += 1
+        conn = self._open_conn(ws, request.transport)
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -299,6 +341,14 @@ class ReplayServer:
             self._conns.discard(conn)
             self._subscribers_changed.set()
         return ws
+
+    def _open_conn(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, *,
+                   combined: bool = False, usdm: bool = False) -> _Conn:
+        conn = _Conn(ws, transport, f"{next(self._conn_ids):08x}", asyncio.get_running_loop().time(),
+                     combined=combined, usdm=usdm)
+        self._conns.add(conn)
+        self.stats.connections += 1
+        return conn
 
     async def _handle_request(self, conn: _Conn, text: str) -> None:
         try:

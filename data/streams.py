@@ -1,0 +1,197 @@
+"""What every venue's trade stream shares (:mod:`data.okx.client`, :mod:`data.binance.client`): per-symbol
+states, counters, the reconnect loop (exponential back-off with full jitter), the back-off of a refused
+subscription, and counting malformed frames (logged once per kind, then only counted)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import websockets
+
+from config.errors import MalformedMessageError
+from data.okx.frames import WireTrade
+
+RETRY_FIRST_S = 2.0  # a refused subscription is retried after 2 s, doubling to 60 s
+RETRY_CAP_S = 60.0
+
+
+class StreamState(StrEnum):
+    CONNECTING = "connecting"
+    SUBSCRIBING = "subscribing"
+    SUBSCRIBED = "subscribed"
+    REJECTED = "rejected"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass
+class ClientStats:
+    frames: int = 0
+    trades: int = 0
+    connects: int = 0
+    reconnects: int = 0
+    pings: int = 0
+    malformed: dict[str, int] = field(default_factory=dict)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    last_frame_ms: int = 0
+    connected: bool = False
+
+    def malformed_frame(self, exc: MalformedMessageError, log: logging.Logger, venue: str) -> None:
+        count = self.malformed.get(exc.kind, 0)
+        self.malformed[exc.kind] = count + 1
+        if count == 0:
+            log.warning(f"{venue} ws: malformed frame skipped (further ones of this kind are only counted)",
+                        extra={"kind": exc.kind, "detail": exc.detail[:300]})
+
+    def error(self, code: str, msg: str, symbol: str) -> None:
+        """Keep the last 20 error replies (shown in health)."""
+        self.errors.append({"code": code, "msg": msg[:300], "symbol": symbol})
+        del self.errors[:-20]
+
+
+async def with_helpers(main: Awaitable[None], *helpers: Coroutine[Any, Any, None]) -> None:
+    """Await ``main`` (a connection's receive loop) with ``helpers`` (keep-alive, re-subscribe, stop) running as
+    tasks beside it; they are cancelled when it ends."""
+    tasks = [asyncio.create_task(helper) for helper in helpers]
+    try:
+        await main
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Retries:
+    """When each refused symbol may be subscribed again."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, float] = {}
+        self._delay: dict[str, float] = {}
+
+    def refused(self, symbol: str) -> None:
+        delay = min(RETRY_CAP_S, max(RETRY_FIRST_S, 2 * self._delay.get(symbol, 0.0)))
+        self._delay[symbol] = delay
+        self.at[symbol] = time.monotonic() + delay
+
+    def accepted(self, symbol: str) -> None:
+        self._delay.pop(symbol, None)
+
+    def due(self, symbol: str, now: float) -> bool:
+        return now >= self.at.get(symbol, now)
+
+
+@dataclass
+class Reconnect:
+    """The reconnect policy: ``backoff_base * 2**attempt`` capped at ``backoff_cap``, full jitter, at least
+    1/3 s; the attempt count starts again after a session that lasted ``stable_after`` s."""
+
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    stable_after: float = 10.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    async def run(self, session: Callable[[], Awaitable[None]], stop: asyncio.Event, *, ended: Callable[[], None],
+                  stats: ClientStats, log: logging.Logger, name: str) -> None:
+        """Run ``session`` until ``stop``; after each one (``ended`` is called), wait and start another."""
+        attempt = 0
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await session()
+            except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
+                log.warning(f"{name}: connection lost", extra={"error": repr(exc)})
+            finally:
+                ended()
+            if stop.is_set():
+                break
+            if time.monotonic() - started >= self.stable_after:
+                attempt = 0
+            delay = max(1 / 3, self.rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** attempt)))
+            attempt += 1
+            stats.reconnects += 1
+            log.info(f"{name}: reconnecting", extra={"attempt": attempt, "delay_s": round(delay, 2)})
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+
+class TradeStreamBase:
+    """The state and options every venue's trade stream has; subclasses implement :meth:`run` and
+    :meth:`ping_now`. Callbacks run on the event loop and must not block: ``on_trades(symbol, wire_trades,
+    received_ms)``, ``on_subscribed(symbol)``, ``on_disconnected(symbols)``; ``flow``, when given and
+    cleared, pauses reading (the consumer is behind)."""
+
+    venue = ""
+
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        on_trades: Callable[[str, list[WireTrade], int], None],
+        *,
+        on_subscribed: Callable[[str], None] | None = None,
+        on_disconnected: Callable[[Sequence[str]], None] | None = None,
+        flow: asyncio.Event | None = None,
+        ping_after: float = 20.0,
+        pong_timeout: float = 10.0,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        stable_after: float = 10.0,
+        ack_timeout: float = 5.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not symbols:
+            raise ValueError("at least one symbol is needed")
+        self.symbols = tuple(dict.fromkeys(symbols))
+        self.on_trades = on_trades
+        self.on_subscribed = on_subscribed
+        self.on_disconnected = on_disconnected
+        self.flow = flow
+        self.ping_after = ping_after
+        self.pong_timeout = pong_timeout
+        self.ack_timeout = ack_timeout
+        self.reconnect = Reconnect(backoff_base, backoff_cap, stable_after, rng or random.Random())
+        self.retries = Retries()
+        self.state: dict[str, StreamState] = {s: StreamState.DISCONNECTED for s in self.symbols}
+        self.stats = ClientStats()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        raise NotImplementedError
+
+    async def ping_now(self) -> bool:
+        raise NotImplementedError
+
+    def _subscribed(self, symbol: str) -> None:
+        if self.state[symbol] is not StreamState.SUBSCRIBED:  # venues may re-ack duplicates; count once
+            self.state[symbol] = StreamState.SUBSCRIBED
+            self.retries.accepted(symbol)
+            if self.on_subscribed is not None:
+                self.on_subscribed(symbol)
+
+    def _refused(self, symbol: str) -> None:
+        self.state[symbol] = StreamState.REJECTED
+        self.retries.refused(symbol)
+
+    def _disconnected(self, symbols: Sequence[str]) -> None:
+        """Mark ``symbols`` disconnected (a refused one stays refused) and tell the consumer which were up."""
+        was = [s for s in symbols if self.state[s] is not StreamState.DISCONNECTED]
+        for s in symbols:
+            if self.state[s] is not StreamState.REJECTED:
+                self.state[s] = StreamState.DISCONNECTED
+        if was and self.on_disconnected is not None:
+            self.on_disconnected(was)
+
+    def _malformed(self, exc: MalformedMessageError) -> None:
+        self.stats.malformed_frame(exc, logging.getLogger(type(self).__module__), self.venue)
+
+    def _handler_failed(self, raw: bytes) -> None:
+        self._malformed(MalformedMessageError("handler_error", f"trades handler failed on {raw[:200]!r}"))
+        logging.getLogger(type(self).__module__).exception(f"{self.venue} ws: trades handler failed")

@@ -1,0 +1,75 @@
+"""The exchanges the collector can read, and the two parts each one supplies to the collector shell: a trade
+stream (``state``, ``stats``, ``run``, ``ping_now``) and a REST client for repairs (:class:`MarketRest`).
+
+OKX: one public socket for every market. Binance: spot markets (``BTC-USDT``) on the spot socket and REST,
+USDⓈ-M perpetuals (``BTC-USDT-SWAP``) on the futures ones (``perp_ws_url`` / ``perp_rest_url``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from config.domain import Candle
+from data.okx.frames import WireTrade
+
+if TYPE_CHECKING:
+    from data.streams import ClientStats, StreamState
+
+EXCHANGES = ("okx", "binance")
+
+
+class MarketRest(Protocol):
+    """What the :class:`~data.backfill.Backfiller` and the collector's clock need from a venue's REST."""
+
+    async def server_time_ms(self) -> int: ...
+
+    async def minute_candles(self, symbol: str, start_ms: int, end_ms: int) -> list[Candle]: ...
+
+    async def trades_between(self, symbol: str, after_id: int, before_id: int
+                             ) -> tuple[list[WireTrade], bool]: ...
+
+    async def close(self) -> None: ...
+
+
+class TradeStream(Protocol):
+    state: dict[str, StreamState]
+    stats: ClientStats
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+    async def ping_now(self) -> bool: ...
+
+
+def check_exchange(exchange: str) -> str:
+    if exchange not in EXCHANGES:
+        raise ValueError(f"exchange must be one of {', '.join(EXCHANGES)}, got {exchange!r}")
+    return exchange
+
+
+def make_rest(exchange: str, rest_url: str, perp_rest_url: str | None = None) -> MarketRest:
+    if check_exchange(exchange) == "binance":
+        from data.binance.rest import BinanceRest
+
+        return BinanceRest(rest_url, perp_rest_url or rest_url)
+    from data.okx.rest import OkxRest
+
+    return OkxRest(rest_url)
+
+
+def make_stream(exchange: str, ws_url: str, symbols: Sequence[str],
+                on_trades: Callable[[str, list[WireTrade], int], None], *, perp_ws_url: str | None = None,
+                **options: object) -> TradeStream:
+    """The venue's trade stream; ``options`` are the shared keywords (``on_subscribed``, ``on_disconnected``,
+    ``flow``, ``ping_after``, ``pong_timeout``)."""
+    if check_exchange(exchange) == "binance":
+        from data.binance.client import BinanceTradeStream
+        from data.binance.frames import Kind
+
+        urls = {Kind.SPOT: ws_url, **({Kind.USDM: perp_ws_url} if perp_ws_url else {})}
+        return BinanceTradeStream(urls, symbols, on_trades, **options)  # type: ignore[arg-type]
+    from data.okx.client import OkxTradeStream
+
+    return OkxTradeStream(ws_url, symbols, on_trades, **options)  # type: ignore[arg-type]
+
