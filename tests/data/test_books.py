@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from data.books import APPLIED, BUFFERED, GAP, STALE, Book, DepthEvent, DepthSync
+from data.books import APPLIED, BUFFERED, GAP, STALE, Book, DepthEvent, DepthSync, OkxBookSync
 from tests.data.builders import FIXTURES
 
 SPOT_DEPTH = FIXTURES / "binance_spot_btcusdt_depth_frames_2024-08-08T2354.jsonl.gz"
@@ -125,3 +125,64 @@ def test_book_best_prices_follow_random_updates_like_the_reference() -> None:
         assert book.top(3) == (top_bids, top_asks)
         assert book.best_bid == (top_bids[0][0] if top_bids else None)
         assert book.best_ask == (top_asks[0][0] if top_asks else None)
+
+
+OKX_BOOKS = FIXTURES / "okx_public_ws_capture_2022-05-13_books.txt.gz"
+
+
+def okx_pushes() -> list[tuple[str, str, dict[str, object]]]:
+    """(instId, action, data[0]) of each captured ``books`` push, in order."""
+    out = []
+    with gzip.open(OKX_BOOKS, "rt") as f:
+        for line in f:
+            msg = json.loads(line.split(": ", 1)[1])
+            out.append((msg["arg"]["instId"], msg["action"], msg["data"][0]))
+    return out
+
+
+def test_every_captured_okx_books_push_matches_its_checksum_after_being_applied() -> None:
+    pushes = okx_pushes()
+    syncs: dict[str, OkxBookSync] = {}
+    refs: dict[str, Reference] = {}
+    for inst, action, data in pushes:
+        sync = syncs.setdefault(inst, OkxBookSync())
+        assert sync.on_push(action, data) == APPLIED, (inst, action)
+        if action == "snapshot":
+            refs[inst] = Reference()
+        refs[inst].apply(DepthEvent(0, 0, [lvl[:2] for lvl in data["bids"]],  # type: ignore[index, union-attr]
+                                    [lvl[:2] for lvl in data["asks"]]))  # type: ignore[index, union-attr]
+    assert {i: (s.checked, s.gaps) for i, s in syncs.items()} == {
+        "BTC-USD-220527": (99, 0), "UNI-USD-SWAP": (93, 0), "BTC-USDT": (98, 0)}
+    assert sum(s.checked for s in syncs.values()) == len(pushes)
+    for inst, sync in syncs.items():
+        assert sync.book.top(25) == refs[inst].top(25) and not sync.book.crossed()
+
+
+def test_a_dropped_okx_update_fails_the_next_checksum_and_the_next_snapshot_resyncs() -> None:
+    pushes = [(a, d) for inst, a, d in okx_pushes() if inst == "BTC-USDT"]
+    sync = OkxBookSync()
+    for action, data in pushes[:40]:
+        assert sync.on_push(action, data) == APPLIED
+    outcomes = [sync.on_push(action, data) for action, data in pushes[41:]]  # update 40 was lost
+    assert outcomes[0] == GAP and set(outcomes[1:]) == {BUFFERED}  # nothing applied until a snapshot
+    assert sync.gaps == 1 and sync.book.bids == {}
+    # A snapshot of the venue's book now (replaying the whole capture) resyncs it.
+    venue = OkxBookSync()
+    for action, data in pushes:
+        venue.on_push(action, data)
+    snapshot = {"bids": [[t[0], t[1], "0", "1"] for _, t in sorted(venue.text[0].items(), reverse=True)],
+                "asks": [[t[0], t[1], "0", "1"] for _, t in sorted(venue.text[1].items())]}
+    assert sync.on_push("snapshot", snapshot) == APPLIED and sync.resyncs == 1
+    assert sync.book.top(25) == venue.book.top(25)
+
+
+def test_okx_sequence_ids_chain_and_a_keepalive_repeats_the_last() -> None:
+    sync = OkxBookSync()
+    assert sync.on_push("update", {"bids": [], "asks": [], "seqId": 5, "prevSeqId": 4}) == BUFFERED
+    assert sync.on_push("snapshot", {"bids": [["10", "1", "0", "1"]], "asks": [["11", "2", "0", "1"]],
+                                     "seqId": 10, "prevSeqId": -1, "checksum": 0}) == APPLIED
+    assert sync.on_push("update", {"bids": [["10", "0", "0", "0"]], "asks": [], "seqId": 12,
+                                   "prevSeqId": 10}) == APPLIED
+    assert (sync.book.best_bid, sync.book.best_ask) == (None, 11.0)
+    assert sync.on_push("update", {"bids": [], "asks": [], "seqId": 12, "prevSeqId": 12}) == APPLIED  # keep-alive
+    assert sync.on_push("update", {"bids": [], "asks": [], "seqId": 15, "prevSeqId": 13}) == GAP
