@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 import websockets
+from websockets.asyncio.client import ClientConnection
 
 from config.errors import MalformedMessageError
 from data.okx.frames import WireTrade
@@ -65,6 +66,12 @@ async def with_helpers(main: Awaitable[None], *helpers: Coroutine[Any, Any, None
     finally:
         for task in tasks:
             task.cancel()
+
+
+async def close_on(stop: asyncio.Event, ws: ClientConnection) -> None:
+    """Close ``ws`` (a clean close frame) once ``stop`` is set: a connection's stop helper."""
+    await stop.wait()
+    await ws.close()
 
 
 def now_ms() -> int:

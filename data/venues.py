@@ -1,5 +1,5 @@
 """The exchanges the collector can read, and the two parts each one supplies to the collector shell: a trade
-stream (``state``, ``stats``, ``run``, ``ping_now``) and a REST client for repairs (:class:`MarketRest`).
+stream (a :class:`~data.streams.TradeStreamBase`) and a REST client for repairs (:class:`MarketRest`).
 
 OKX: one public socket for every market. Binance: spot markets (``BTC-USDT``) on the spot socket and REST,
 USDⓈ-M perpetuals (``BTC-USDT-SWAP``) on the futures ones (``perp_ws_url`` / ``perp_rest_url``).
@@ -7,7 +7,6 @@ USDⓈ-M perpetuals (``BTC-USDT-SWAP``) on the futures ones (``perp_ws_url`` / `
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -15,7 +14,7 @@ from config.domain import Candle
 from data.okx.frames import WireTrade
 
 if TYPE_CHECKING:
-    from data.streams import ClientStats, StreamState
+    from data.streams import TradeStreamBase
 
 EXCHANGES = ("okx", "binance")
 
@@ -31,15 +30,6 @@ class MarketRest(Protocol):
                              ) -> tuple[list[WireTrade], bool]: ...
 
     async def close(self) -> None: ...
-
-
-class TradeStream(Protocol):
-    state: dict[str, StreamState]
-    stats: ClientStats
-
-    async def run(self, stop: asyncio.Event) -> None: ...
-
-    async def ping_now(self) -> bool: ...
 
 
 def check_exchange(exchange: str) -> str:
@@ -60,7 +50,7 @@ def make_rest(exchange: str, rest_url: str, perp_rest_url: str | None = None) ->
 
 def make_stream(exchange: str, ws_url: str, symbols: Sequence[str],
                 on_trades: Callable[[str, list[WireTrade], int], None], *, perp_ws_url: str | None = None,
-                **options: object) -> TradeStream:
+                **options: object) -> TradeStreamBase:
     """The venue's trade stream; ``options`` are the shared keywords (``on_subscribed``, ``on_disconnected``,
     ``flow``, ``ping_after``, ``pong_timeout``)."""
     if check_exchange(exchange) == "binance":

@@ -30,7 +30,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from config.errors import MalformedMessageError
 from data.binance.frames import Kind, Market, Reply, decode_frame, market
 from data.okx.frames import WireTrade
-from data.streams import StreamState, TradeStreamBase, now_ms, with_helpers
+from data.streams import StreamState, TradeStreamBase, close_on, now_ms, with_helpers
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class _Link:
             owner.stats.connected = True
             self._last_rx = time.monotonic()
             await self._subscribe(ws, [m.symbol for m in self.markets])
-            await with_helpers(self._receive(ws), self._keepalive(ws), self._resubscribe(ws), self._close_on(stop, ws))
+            await with_helpers(self._receive(ws), self._keepalive(ws), self._resubscribe(ws), close_on(stop, ws))
 
     async def _subscribe(self, ws: ClientConnection, symbols: list[str]) -> None:
         state = self.owner.state
@@ -149,10 +149,6 @@ class _Link:
             if due:
                 log.info("binance ws: subscribing again", extra={"symbols": ",".join(due)})
                 await self._subscribe(ws, due)
-
-    async def _close_on(self, stop: asyncio.Event, ws: ClientConnection) -> None:
-        await stop.wait()
-        await ws.close()
 
     async def _keepalive(self, ws: ClientConnection) -> None:
         """A ping after ``ping_after`` s of silence; a dead socket is cut after ``pong_timeout`` more."""

@@ -25,7 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from config.errors import MalformedMessageError
 from data.okx.frames import PONG_BYTES, WireTrade, decode_public, error_symbol
-from data.streams import ClientStats, StreamState, TradeStreamBase, now_ms, with_helpers
+from data.streams import ClientStats, StreamState, TradeStreamBase, close_on, now_ms, with_helpers
 
 __all__ = ["ClientStats", "OkxTradeStream", "StreamState", "now_ms"]  # the shared names, as before
 
@@ -78,7 +78,7 @@ class OkxTradeStream(TradeStreamBase):
             self.stats.connected = True
             self._last_rx = time.monotonic()
             await self._subscribe(ws, self.symbols)
-            await with_helpers(self._receive(ws), self._keepalive(ws), self._resubscribe(ws), self._close_on(stop, ws))
+            await with_helpers(self._receive(ws), self._keepalive(ws), self._resubscribe(ws), close_on(stop, ws))
 
     async def _subscribe(self, ws: ClientConnection, symbols: Sequence[str]) -> None:
         args = [{"channel": "trades", "instId": s} for s in symbols]
@@ -102,10 +102,6 @@ class OkxTradeStream(TradeStreamBase):
             if due:
                 log.info("okx ws: subscribing again", extra={"symbols": ",".join(due)})
                 await self._subscribe(ws, due)
-
-    async def _close_on(self, stop: asyncio.Event, ws: ClientConnection) -> None:
-        await stop.wait()
-        await ws.close()
 
     async def _keepalive(self, ws: ClientConnection) -> None:
         """Text ``ping`` after ``ping_after`` s of silence; give up after ``pong_timeout`` more."""

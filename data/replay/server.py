@@ -19,7 +19,7 @@ import contextlib
 import itertools
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
@@ -274,6 +274,23 @@ class ReplayServer:
             await self._send_binance(symbol, start, end)
 
     async def _send(self, symbol: str, text: str, trades: int) -> None:
+        await self._fan_out(symbol, trades, lambda conn: (text,))
+
+    async def _send_binance(self, symbol: str, start: int, end: int) -> None:
+        feed = self.feeds[symbol]
+        frames: dict[bool, list[str]] = {}  # built once per framing (raw /ws, combined /stream)
+
+        def frames_for(conn: _Conn) -> list[str]:
+            texts = frames.get(conn.combined)
+            if texts is None:
+                texts = frames[conn.combined] = feed.binance_frames(
+                    start, end, binance.venue_symbol(symbol), usdm=symbol.endswith("-SWAP"), combined=conn.combined)
+            return texts
+
+        await self._fan_out(symbol, end - start, frames_for)
+
+    async def _fan_out(self, symbol: str, trades: int, frames_for: Callable[[_Conn], Sequence[str]]) -> None:
+        """Send ``frames_for(conn)`` to every connection subscribed to ``symbol`` (nothing while stalled)."""
         if self._stalled():
             return
         self.stats.trades_sent[symbol] += trades
@@ -281,27 +298,7 @@ class ReplayServer:
         for conn in list(self._conns):
             if symbol in conn.symbols and not conn.ws.closed:
                 try:
-                    await conn.ws.send_str(text)
-                    conn.last_activity = now
-                except (ConnectionError, RuntimeError):
-                    self._conns.discard(conn)
-
-    async def _send_binance(self, symbol: str, start: int, end: int) -> None:
-        if self._stalled():
-            return
-        self.stats.trades_sent[symbol] += end - start
-        feed = self.feeds[symbol]
-        frames: dict[bool, list[str]] = {}  # built once per framing (raw /ws, combined /stream)
-        now = asyncio.get_running_loop().time()
-        for conn in list(self._conns):
-            if symbol in conn.symbols and not conn.ws.closed:
-                texts = frames.get(conn.combined)
-                if texts is None:
-                    texts = frames[conn.combined] = feed.binance_frames(
-                        start, end, binance.venue_symbol(symbol), usdm=symbol.endswith("-SWAP"),
-                        combined=conn.combined)
-                try:
-                    for text in texts:
+                    for text in frames_for(conn):
                         await conn.ws.send_str(text)
                     conn.last_activity = now
                 except (ConnectionError, RuntimeError):
