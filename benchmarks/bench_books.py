@@ -10,6 +10,12 @@ price level set or removed. Median of 5 runs each.
 * reference, sortedcontainers ``SortedDict`` per side with the best price read after every event (the usual
   sorted-book choice)
 
+Second table, the book-walk fill cost (issue 14.4's goal: < 20 µs): the USDⓈ-M book rebuilt from those events,
+market orders sized to walk 1, 3 and 10 ask levels (buy) and bid levels (sell, alternating so the position stays
+near flat). Per order: ``submit_market`` + ``PaperBroker.on_book`` (the walk, then one fill at its average
+price with the Decimal fee, margin check and accounting). Reference: the same walk in plain floats with no
+accounting (the floor).
+
 Run: ``.venv/bin/python benchmarks/bench_books.py``
 """
 
@@ -27,7 +33,9 @@ from sortedcontainers import SortedDict
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from data.books import DepthEvent, DepthSync  # noqa: E402
+from bot_manager.broker import FeeModel, PaperBroker  # noqa: E402
+from config.domain import Side  # noqa: E402
+from data.books import Book, DepthEvent, DepthSync  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 PASSES = 20
@@ -96,6 +104,51 @@ def main() -> None:
         for label, rate in rates.items():
             print(f"{'usdm' if usdm else 'spot':<22}{label:<42}{rate / 1e3:>10.0f} k{base / rate:>8.2f}")
         print(f"{'':<22}({updates // PASSES} level updates in {len(stream)} events, x{PASSES})")
+    walk_costs(load("binance_usdm_btcusdt_depth_frames_2024-08-08T2354.jsonl.gz"))
+
+
+def float_walk(book: Book, buy: bool, quantity: float) -> tuple[float, float]:
+    """The floor: walk the levels in floats, no rounding, no fees, no accounting. Returns (filled, notional)."""
+    filled = notional = 0.0
+    for price, size in (book.iter_asks() if buy else book.iter_bids()):
+        take = min(size, quantity - filled)
+        filled += take
+        notional += take * price
+        if filled >= quantity:
+            break
+    return filled, notional
+
+
+def walk_costs(stream: list[DepthEvent]) -> None:
+    sync = DepthSync(usdm=True)
+    sync.snapshot(stream[0].first_id, [], [])
+    for event in stream:
+        sync.on_event(event)
+    book = sync.book
+    bids, asks = book.top(10)
+    print()
+    print("book-walk fill cost per market order, median of 5 x 2000 orders (real Binance USDⓈ-M BTCUSDT book)")
+    print(f"{'levels walked':<16}{'buy/sell BTC':>14}{'ours µs':>10}{'float walk µs':>15}{'ratio':>8}")
+    for levels in (1, 3, 10):
+        # sized to end halfway into the last level walked, on each side
+        sizes = [round(sum(q for _, q in side[:levels - 1]) + side[levels - 1][1] / 2, 3) for side in (asks, bids)]
+        n = 2000
+        ours_t, ref_t = [], []
+        for _ in range(5):
+            broker = PaperBroker(10**10, fees=FeeModel(), allow_short=True, lot_size="0.001", price_tick="0.1")
+            t0 = time.perf_counter()
+            for i in range(n):
+                broker.submit_market(str(i), Side.SELL if i % 2 else Side.BUY, sizes[i % 2], at_ms=i)
+                fills = broker.on_book(i, book)
+            ours_t.append((time.perf_counter() - t0) / n)
+            assert [float(f.quantity) for f in fills] == [sizes[(n - 1) % 2]]
+            t0 = time.perf_counter()
+            for i in range(n):
+                float_walk(book, i % 2 == 0, sizes[i % 2])
+            ref_t.append((time.perf_counter() - t0) / n)
+        size = f"{sizes[0]}/{sizes[1]}"
+        ours_us, ref_us = statistics.median(ours_t) * 1e6, statistics.median(ref_t) * 1e6
+        print(f"{levels:<16}{size:>14}{ours_us:>10.1f}{ref_us:>15.2f}{ours_us / ref_us:>8.1f}")
 
 
 if __name__ == "__main__":

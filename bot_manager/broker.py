@@ -15,8 +15,8 @@ floats, so a bar with nothing to do costs a few attribute checks.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from config.domain import Side
 
 MONEY_UNIT = Decimal("0.00000001")  # balances, notionals, fees and PnL are kept to 1e-8 quote currency
+PRICE_UNIT = Decimal("1E-10")  # a book walk's average fill price (the precision the database keeps)
 _ZERO = Decimal(0)
 
 
@@ -32,6 +33,7 @@ class OrderType(StrEnum):
     LIMIT = "limit"
     STOP = "stop"  # a protective stop-loss / trailing stop (created by the broker)
     TAKE_PROFIT = "take_profit"  # a protective take-profit (created by the broker)
+    LIQUIDATION = "liquidation"  # the venue closing a position whose margin ran out (created by the broker)
 
 
 class Liquidity(StrEnum):
@@ -45,6 +47,42 @@ class FeeModel:
 
     maker_rate: Decimal = Decimal("0.0008")
     taker_rate: Decimal = Decimal("0.0010")
+
+    @classmethod
+    def for_venue(cls, exchange: str, symbol: str) -> FeeModel:
+        """The venue's published regular-tier (VIP 0, no fee-token discount) rates for this market; perpetual
+        swaps are our ``*-SWAP`` symbols. Raises ``ValueError`` for a venue without a schedule here."""
+        kind = "perp" if symbol.endswith("-SWAP") else "spot"
+        try:
+            maker, taker = VENUE_FEES[(exchange, kind)]
+        except KeyError:
+            known = ", ".join(sorted({e for e, _ in VENUE_FEES}))
+            raise ValueError(f"no fee schedule for exchange {exchange!r} (known: {known})") from None
+        return cls(Decimal(maker), Decimal(taker))
+
+
+# (exchange, spot|perp) -> (maker, taker) fractions of notional: each venue's regular tier as published on its
+# fee page (docs/paper_trading.md lists the sources). USDⓈ-M / linear perps are the ``perp`` rows.
+VENUE_FEES: dict[tuple[str, str], tuple[str, str]] = {
+    ("okx", "spot"): ("0.0008", "0.0010"), ("okx", "perp"): ("0.0002", "0.0005"),
+    ("binance", "spot"): ("0.0010", "0.0010"), ("binance", "perp"): ("0.0002", "0.0005"),
+    ("bybit", "spot"): ("0.0010", "0.0010"), ("bybit", "perp"): ("0.0002", "0.00055"),
+}
+
+
+class BookView(Protocol):
+    """What the broker reads of an order book (``data.books.Book`` is one): the best prices, and each side's
+    levels from the best outwards as ``(price, size)``."""
+
+    @property
+    def best_bid(self) -> float | None: ...
+
+    @property
+    def best_ask(self) -> float | None: ...
+
+    def iter_bids(self) -> Iterator[tuple[float, float]]: ...
+
+    def iter_asks(self) -> Iterator[tuple[float, float]]: ...
 
 
 class SlippageModel(Protocol):
@@ -106,7 +144,9 @@ class Order:
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """One execution. ``price`` includes slippage; ``position_after`` is signed (short < 0)."""
+    """One execution. ``price`` includes slippage (a book walk's: the average price, to :data:`PRICE_UNIT`);
+    ``notional`` is quantity x price to the money unit (a walk's: the exact sum over its levels, which the fee
+    is charged on); ``position_after`` is signed (short < 0)."""
 
     order_id: str
     order_type: OrderType
@@ -121,13 +161,21 @@ class Fill:
     reason: str
     position_after: Decimal
     balance_after: Decimal
-
-    @property
-    def notional(self) -> Decimal:
-        return money(self.quantity * self.price)
+    notional: Decimal
 
 
 _NO_FILLS: tuple[Fill, ...] = ()
+
+
+def _cut(levels: list[tuple[Decimal, Decimal, float]], quantity: Decimal) -> list[tuple[Decimal, Decimal, float]]:
+    """The first ``quantity`` of a walk's levels."""
+    out = []
+    for q, p, raw in levels:
+        if quantity <= 0:
+            break
+        out.append((min(q, quantity), p, raw))
+        quantity -= q
+    return out
 
 
 def money(value: Decimal) -> Decimal:
@@ -160,12 +208,18 @@ class PaperBroker:
         lot_size: Decimal | str = "0.00000001",
         price_tick: Decimal | str = "0.00000001",
         order_id_prefix: str = "",
+        latency_ms: int = 0,
+        maintenance_margin_rate: float | None = None,
     ) -> None:
         balance = to_decimal(starting_balance)
         if not balance > 0:
             raise ValueError(f"starting balance must be > 0, got {balance}")
         if not 1.0 <= leverage:
             raise ValueError(f"leverage must be >= 1, got {leverage}")
+        if latency_ms < 0:
+            raise ValueError(f"latency must be >= 0 ms, got {latency_ms}")
+        if maintenance_margin_rate is not None and not 0.0 <= maintenance_margin_rate < 1.0 / leverage:
+            raise ValueError(f"maintenance margin rate must be in [0, 1/leverage), got {maintenance_margin_rate}")
         self.starting_balance = money(balance)
         self.fees = fees or FeeModel()
         self.slippage: SlippageModel = slippage or FixedSlippage(0.0)
@@ -175,11 +229,18 @@ class PaperBroker:
         self.allow_short = allow_short
         self.lot_size = to_decimal(lot_size)
         self.price_tick = to_decimal(price_tick)
+        # a power of ten (0.001, 1, 1E-8): one quantize rounds to it
+        self._tick_pow10 = self.price_tick.as_tuple().digits == (1,)
+        self._lot_pow10 = self.lot_size.as_tuple().digits == (1,)
         self.order_id_prefix = order_id_prefix
+        self.latency_ms = latency_ms  # order-book mode: an order is live this long after it was submitted
+        self.maintenance_margin_rate = maintenance_margin_rate  # None: positions are never liquidated
+        self._mmr = None if maintenance_margin_rate is None else to_decimal(maintenance_margin_rate)
 
         self.balance = self.starting_balance
         self.fees_paid = _ZERO
         self.realised_pnl = _ZERO
+        self.funding_paid = _ZERO  # funding paid (> 0) or received (< 0) on the position, already in the balance
         self.quantity = _ZERO  # signed position size
         self.cost = _ZERO  # entry notional of the open quantity (quote, money units, >= 0)
         self.entries = 0  # entry fills since the position was opened
@@ -193,6 +254,8 @@ class PaperBroker:
         self._orders: dict[str, Order] = {}
         p = self.protection
         self._guarded = any(x is not None for x in (p.stop_loss_pct, p.take_profit_pct, p.trailing_stop_pct))
+        self._resting: set[str] = set()  # limit orders past their first (taker) look: they now fill as makers
+        self._book_mode = False  # set by the first on_book: market and new limit orders then fill from books
         self._idle = True
         self._direction = 0  # +1 long, -1 short, 0 flat (mirror of the sign of ``quantity``)
         self._qty_f = 0.0
@@ -211,6 +274,20 @@ class PaperBroker:
         if not self._direction:
             return None
         return self.cost / abs(self.quantity)
+
+    @property
+    def liquidation_price(self) -> float | None:
+        """Where the venue would liquidate the open position: the mark at which equity falls to the maintenance
+        margin (``maintenance_margin_rate`` x position notional). The whole balance backs the one position (cross
+        margin on this account). None when flat, when liquidation is off, or when no positive price gets there."""
+        if self._mmr is None or not self._direction:
+            return None
+        size = abs(self.quantity)
+        if self._direction > 0:  # balance + P*q - cost = mmr*P*q
+            price = (self.cost - self.balance) / (size * (1 - self._mmr))
+        else:  # balance + cost - P*q = mmr*P*q
+            price = (self.balance + self.cost) / (size * (1 + self._mmr))
+        return float(price) if price > 0 else None
 
     @property
     def open_orders(self) -> list[Order]:
@@ -253,30 +330,34 @@ class PaperBroker:
     def round_quantity(self, quantity: Decimal | float) -> Decimal:
         """Round a size down to a whole number of lots."""
         q = to_decimal(quantity)
+        if self._lot_pow10:
+            return q.quantize(self.lot_size, ROUND_DOWN)
         return (q / self.lot_size).to_integral_value(ROUND_DOWN) * self.lot_size
 
     def submit_market(self, order_id: str, side: Side, quantity: Decimal | float, *, reason: str = "",
-                      reduce_only: bool = False, spend: Decimal | float | None = None) -> Order:
+                      reduce_only: bool = False, spend: Decimal | float | None = None,
+                      at_ms: int | None = None) -> Order:
         """Queue a market order; it fills at the next bar's open plus slippage (taker fee).
 
         With ``spend`` (a share of equity, e.g. ``1`` = all of it) the size is set at the fill instead:
         ``spend * equity / fill price``, equity marked at the fill, floored to the lot and clamped to the
         margin like any entry; ``quantity`` is then the caller's estimate (what the order shows until it fills).
+        ``at_ms`` is when it was sent (default: the last event's time); order-book fills wait ``latency_ms`` from it.
         """
         share = None if spend is None else to_decimal(spend)
         if share is not None and not (share > 0 and not reduce_only):
             raise ValueError(f"order {order_id}: spend must be a positive share of equity on an entry, got {spend}")
         return self._submit(Order(order_id, Side(side), OrderType.MARKET, self.round_quantity(quantity),
-                                  None, reason, reduce_only, self.last_time_ms, share))
+                                  None, reason, reduce_only, self.last_time_ms if at_ms is None else at_ms, share))
 
     def submit_limit(self, order_id: str, side: Side, quantity: Decimal | float, price: float, *,
-                     reason: str = "", reduce_only: bool = False) -> Order:
+                     reason: str = "", reduce_only: bool = False, at_ms: int | None = None) -> Order:
         """Queue a limit order; it fills at the limit when a later bar trades through it (maker fee),
         or at the bar's open when the open is already better than the limit (taker fee)."""
         if not (price > 0 and math.isfinite(price)):
             raise ValueError(f"limit price must be a positive finite number, got {price!r}")
         return self._submit(Order(order_id, Side(side), OrderType.LIMIT, self.round_quantity(quantity),
-                                  float(price), reason, reduce_only, self.last_time_ms))
+                                  float(price), reason, reduce_only, self.last_time_ms if at_ms is None else at_ms))
 
     def close_position(self, order_id: str, reason: str = "close") -> Order | None:
         """Queue a reduce-only market order for the whole position (None when flat)."""
@@ -287,12 +368,14 @@ class PaperBroker:
 
     def cancel(self, order_id: str) -> Order | None:
         order = self._orders.pop(order_id, None)
+        self._resting.discard(order_id)
         self._update_idle()
         return order
 
     def cancel_all(self) -> list[Order]:
         cancelled = list(self._orders.values())
         self._orders.clear()
+        self._resting.clear()
         self._update_idle()
         return cancelled
 
@@ -329,6 +412,8 @@ class PaperBroker:
             self._fill_orders(open_time_ms, o, h, l, fills)
         if self._direction and self._guarded:
             self._check_protection(open_time_ms, o, h, l, fills)
+        if self._direction and self._mmr is not None:
+            self._check_liquidation(open_time_ms, o, h, l, fills)
         if self._direction and self.trailing_extreme is not None:
             self.trailing_extreme = max(self.trailing_extreme, h) if self._direction > 0 \
                 else min(self.trailing_extreme, l)
@@ -355,7 +440,7 @@ class PaperBroker:
                 else:
                     continue
                 slip = 0.0
-            del self._orders[order.order_id]
+            self._drop(order.order_id)
             fill = self._execute(order, ts, price, liquidity, slip)
             if fill is not None:
                 fills.append(fill)
@@ -389,18 +474,223 @@ class PaperBroker:
         if fill is not None:
             fills.append(fill)
             self._orders = {k: v for k, v in self._orders.items() if not v.reduce_only}
+            self._resting &= self._orders.keys()
+
+    def _check_liquidation(self, ts: int, o: float, h: float, l: float, fills: list[Fill]) -> None:  # noqa: E741
+        liq = self.liquidation_price
+        if liq is None:
+            return
+        long = self._direction > 0
+        if not ((l <= liq) if long else (h >= liq)):
+            return
+        price = min(o, liq) if long else max(o, liq)  # a gap through it closes at the open, as a stop does
+        order = Order(self._protective_id(ts, "liq"), Side.SELL if long else Side.BUY, OrderType.LIQUIDATION,
+                      abs(self.quantity), liq, "liquidation", True, ts)
+        fill = self._execute(order, ts, price, Liquidity.TAKER, 0.0)
+        if fill is not None:
+            fills.append(fill)
+            self._orders = {k: v for k, v in self._orders.items() if not v.reduce_only}
+            self._resting &= self._orders.keys()
+
+    # ------------------------------------------------------------------ order-book mode: books, trades, funding
+
+    def on_book(self, ts_ms: int, book: BookView) -> Sequence[Fill]:
+        """Fill live orders against a venue's book at ``ts_ms`` and mark the position to the mid.
+
+        A market order walks the book from the best level out, one fill per level, each a taker fill at that
+        level's price (``slippage_bps`` = how far the level is from the best); if the book runs out, the rest
+        waits for the next book. A new limit order first takes what its limit crosses the same way, then rests;
+        a resting one fills only on trades (:meth:`on_trade`). Liquidity one call takes is not taken twice. An
+        order is live ``latency_ms`` after it was sent. Protective exits and liquidation are checked at the mid.
+        """
+        self._book_mode = True
+        self.last_time_ms = ts_ms
+        bid, ask = book.best_bid, book.best_ask
+        if bid is not None and ask is not None:
+            self.last_close = (bid + ask) / 2
+        if self._idle:
+            return _NO_FILLS
+        fills: list[Fill] = []
+        if self._orders:
+            used: dict[float, Decimal] = {}
+            for order in list(self._orders.values()):
+                if order.order_id in self._resting or not self._live(order, ts_ms):
+                    continue
+                self._walk(order, ts_ms, book, used, fills)
+                if order.order_type is OrderType.LIMIT and order.order_id in self._orders:
+                    self._resting.add(order.order_id)
+        self._after_tick(ts_ms, self.last_close, fills)
+        return fills
+
+    def on_trade(self, ts_ms: int, price: float, size: float) -> Sequence[Fill]:
+        """A trade printed on the venue at ``price`` for ``size`` (base): resting limits it prints through fill.
+
+        A buy limit fills when a trade prints below its limit, a sell when one prints above (a print at the
+        limit may be another order ahead in the queue): maker fills at the limit, at most the print's size in
+        all, so a small print fills an order partly. Without books (no :meth:`on_book` yet), market orders fill
+        here at the print plus the slippage model, and a new limit already marketable fills at the print as
+        taker. Protective exits and liquidation are checked at the print, which becomes the mark.
+        """
+        self.last_time_ms = ts_ms
+        self.last_close = price
+        if self._idle:
+            return _NO_FILLS
+        fills: list[Fill] = []
+        left = size
+        for order in list(self._orders.values()):
+            if not self._live(order, ts_ms):
+                continue
+            buy = order.side is Side.BUY
+            if order.order_id not in self._resting:
+                if self._book_mode:
+                    continue  # its first look is at the next book
+                if order.order_type is OrderType.MARKET:
+                    bps = self.slippage.bps(float(order.quantity), price, self.last_volume)
+                    self._fill_whole(order, ts_ms, price * (1 + bps / 10_000) if buy else price * (1 - bps / 10_000),
+                                     Liquidity.TAKER, bps, fills)
+                    continue
+                limit = order.limit_price
+                assert limit is not None
+                if (price <= limit) if buy else (price >= limit):
+                    self._fill_whole(order, ts_ms, price, Liquidity.TAKER, 0.0, fills)
+                    continue
+                self._resting.add(order.order_id)
+            limit = order.limit_price
+            assert limit is not None
+            if left <= 0.0 or not ((price < limit) if buy else (price > limit)):
+                continue
+            take = min(order.quantity, self.round_quantity(left))
+            if take <= 0:
+                continue
+            fill = self._execute(order, ts_ms, limit, Liquidity.MAKER, 0.0, take)
+            if fill is None:
+                self._drop(order.order_id)
+                continue
+            fills.append(fill)
+            left -= float(fill.quantity)
+            self._reduce(order, fill.quantity, done=fill.quantity < take)
+        self._after_tick(ts_ms, price, fills)
+        return fills
+
+    def apply_funding(self, ts_ms: int, rate: float, mark_price: float) -> Decimal:
+        """Settle one funding payment on the open perp position: ``rate`` x notional at ``mark_price``, paid by
+        longs to shorts when the rate is positive (the reverse when negative). Returns what the balance gained
+        (negative = paid); ``funding_paid`` accumulates what was paid."""
+        if not self._direction:
+            return _ZERO
+        payment = money(abs(self.quantity) * to_decimal(mark_price) * to_decimal(rate)) * self._direction
+        self.balance -= payment
+        self.funding_paid += payment
+        self.last_time_ms = max(self.last_time_ms or ts_ms, ts_ms)
+        return -payment
+
+    def _live(self, order: Order, ts_ms: int) -> bool:
+        return order.created_ms is None or ts_ms >= order.created_ms + self.latency_ms
+
+    def _walk(self, order: Order, ts: int, book: BookView, used: dict[float, Decimal], fills: list[Fill]) -> None:
+        """Take ``order`` from the book's levels (see :meth:`on_book`): one fill at the walk's average price."""
+        buy = order.side is Side.BUY
+        best = book.best_ask if buy else book.best_bid
+        if best is None:
+            return
+        limit = order.limit_price if order.order_type is OrderType.LIMIT else None
+        want = order.quantity
+        if order.spend is not None:  # sized at the best price, then walked like any quantity
+            at = to_decimal(best)
+            want = self.round_quantity(order.spend * self._equity_at(at) / at)
+            order = replace(order, quantity=want, spend=None)
+        if order.reduce_only:
+            want = min(want, abs(self.quantity)) if self._direction == (-1 if buy else 1) else _ZERO
+            if want <= 0:
+                self.rejected.append((order, "nothing to reduce"))
+                self._drop(order.order_id)
+                return
+        levels: list[tuple[Decimal, Decimal, float]] = []  # (quantity, price, raw price) taken per level
+        remaining = want
+        for raw, size in (book.iter_asks() if buy else book.iter_bids()):
+            if limit is not None and (raw > limit if buy else raw < limit):
+                break
+            take = min(remaining, self.round_quantity(size) - used.get(raw, _ZERO))
+            if take > 0:
+                levels.append((take, to_decimal(raw), raw))
+                remaining -= take
+                if remaining <= 0:
+                    break
+        if not levels:
+            return
+        taken = want - remaining
+        sign = 1 if buy else -1
+        closing = min(taken, abs(self.quantity)) if self._direction == -sign else _ZERO
+        if taken > closing:  # margin for the opening part, at the worst level (safe for the average too)
+            allowed = closing + self._affordable(taken - closing, levels[-1][1], closing)
+            if allowed < taken:
+                levels = _cut(levels, allowed)
+                taken, remaining = allowed, _ZERO  # the margin allows no more: the order ends here
+        if not levels:
+            self.rejected.append((order, "insufficient margin"))
+            self._drop(order.order_id)
+            return
+        notional = sum((q * p for q, p, _ in levels), _ZERO)
+        slip = (levels[-1][2] if len(levels) == 1 else float(notional / taken))
+        slip = (slip / best - 1) * 10_000 if buy else (1 - slip / best) * 10_000
+        fill = self._execute(order, ts, 0.0, Liquidity.TAKER, slip, taken, notional)
+        if fill is None:
+            self._drop(order.order_id)
+            return
+        fills.append(fill)
+        for q, _, raw in levels:
+            used[raw] = used.get(raw, _ZERO) + q
+        self._reduce(order, taken, done=remaining <= 0)
+
+    def _fill_whole(self, order: Order, ts: int, price: float, liquidity: Liquidity, slip: float,
+                    fills: list[Fill]) -> None:
+        self._drop(order.order_id)
+        fill = self._execute(order, ts, price, liquidity, slip)
+        if fill is not None:
+            fills.append(fill)
+
+    def _reduce(self, order: Order, filled: Decimal, *, done: bool) -> None:
+        """After a partial or full fill of ``order``: what is left stays open, or the order goes."""
+        left = order.quantity - filled
+        if done or left <= 0:
+            self._drop(order.order_id)
+        else:
+            self._orders[order.order_id] = replace(order, quantity=left)
+
+    def _drop(self, order_id: str) -> None:
+        self._orders.pop(order_id, None)
+        self._resting.discard(order_id)
+
+    def _after_tick(self, ts: int, price: float, fills: list[Fill]) -> None:
+        if self._direction and self._guarded:
+            self._check_protection(ts, price, price, price, fills)
+        if self._direction and self._mmr is not None:
+            self._check_liquidation(ts, price, price, price, fills)
+        if self._direction and self.trailing_extreme is not None:
+            self.trailing_extreme = max(self.trailing_extreme, price) if self._direction > 0 \
+                else min(self.trailing_extreme, price)
+        self._update_idle()
 
     def _protective_id(self, ts: int, kind: str) -> str:
         return f"{self.order_id_prefix}{ts}-{kind}"
 
     # ------------------------------------------------------------------ execution and accounting
 
-    def _execute(self, order: Order, ts: int, raw_price: float, liquidity: Liquidity,
-                 slip_bps: float) -> Fill | None:
-        price = (to_decimal(raw_price) / self.price_tick).to_integral_value(ROUND_HALF_EVEN) * self.price_tick
+    def _execute(self, order: Order, ts: int, raw_price: float, liquidity: Liquidity, slip_bps: float,
+                 quantity: Decimal | None = None, walked: Decimal | None = None) -> Fill | None:
+        """Fill ``quantity`` (default: the whole order) at ``raw_price`` rounded to the tick; None if refused.
+        ``walked``: the exact notional of a book walk of ``quantity`` (its fill price is then the average)."""
+        if walked is not None:
+            assert quantity is not None
+            price = (walked / quantity).quantize(PRICE_UNIT, ROUND_HALF_EVEN)  # an average of tick prices
+        elif self._tick_pow10:
+            price = to_decimal(raw_price).quantize(self.price_tick, ROUND_HALF_EVEN)
+        else:
+            price = (to_decimal(raw_price) / self.price_tick).to_integral_value(ROUND_HALF_EVEN) * self.price_tick
         sign = 1 if order.side is Side.BUY else -1
-        quantity = order.quantity if order.spend is None else self.round_quantity(
-            order.spend * self._equity_at(price) / price)
+        if quantity is None:
+            quantity = order.quantity if order.spend is None else self.round_quantity(
+                order.spend * self._equity_at(price) / price)
         if quantity <= 0:
             self.rejected.append((order, f"spending {order.spend} of equity at {price} is less than one lot"))
             return None
@@ -418,8 +708,9 @@ class PaperBroker:
                 return None
             quantity = closing + opening
         rate = self.fees.maker_rate if liquidity is Liquidity.MAKER else self.fees.taker_rate
-        notional = money(quantity * price)
+        notional = money(quantity * price if walked is None else walked)
         fee = money(notional * rate)
+        gross = notional
         realised = _ZERO
         if closing > 0:
             size = abs(self.quantity)
@@ -445,10 +736,15 @@ class PaperBroker:
         self._qty_f = float(abs(self.quantity))
         self._cost_f = float(self.cost)
         return Fill(order.order_id, order.order_type, ts, order.side, quantity, price, fee, liquidity,
-                    slip_bps, realised, order.reason, self.quantity, self.balance)
+                    slip_bps, realised, order.reason, self.quantity, self.balance, gross)
 
     def _affordable(self, quantity: Decimal, price: Decimal, closing: Decimal) -> Decimal:
         """Clamp a position-increasing quantity to what equity x leverage allows (fees included)."""
+        p = float(price)
+        held = self._qty_f - float(closing)
+        room_f = (float(self.balance) + self._direction * (p * self._qty_f - self._cost_f)) * self.leverage - held * p
+        if float(quantity) * p * (1.0 + float(self.fees.taker_rate)) < room_f * (1 - 1e-9):
+            return quantity  # clearly affordable (a float check with a margin far above its rounding error)
         size = abs(self.quantity)
         room = self._equity_at(price) * self._leverage - (size - closing) * price
         if room <= 0:
@@ -480,7 +776,7 @@ class PaperBroker:
         self.stop_price = self.take_profit_price = self.trailing_extreme = None
 
     def _update_idle(self) -> None:
-        self._idle = not self._orders and not (self._direction and self._guarded)
+        self._idle = not self._orders and not (self._direction and (self._guarded or self._mmr is not None))
 
     # ------------------------------------------------------------------ persistence
 
@@ -489,6 +785,8 @@ class PaperBroker:
         return {
             "balance": str(self.balance), "fees_paid": str(self.fees_paid),
             "realised_pnl": str(self.realised_pnl), "quantity": str(self.quantity), "cost": str(self.cost),
+            "funding_paid": str(self.funding_paid), "resting": sorted(self._resting),
+            "book_mode": self._book_mode,
             "entries": self.entries, "stop_price": self.stop_price, "take_profit_price": self.take_profit_price,
             "trailing_extreme": self.trailing_extreme, "last_time_ms": self.last_time_ms,
             "last_close": self.last_close, "last_volume": self.last_volume,
@@ -499,6 +797,7 @@ class PaperBroker:
         self.balance = Decimal(state["balance"])
         self.fees_paid = Decimal(state["fees_paid"])
         self.realised_pnl = Decimal(state["realised_pnl"])
+        self.funding_paid = Decimal(state.get("funding_paid", "0"))
         self.quantity = Decimal(state["quantity"])
         self.cost = Decimal(state["cost"])
         self.entries = int(state["entries"])
@@ -509,6 +808,8 @@ class PaperBroker:
         self.last_close = float(state["last_close"])
         self.last_volume = float(state["last_volume"])
         self._orders = {d["order_id"]: _order_from_dict(d) for d in state["orders"]}
+        self._resting = set(state.get("resting", ())) & self._orders.keys()
+        self._book_mode = bool(state.get("book_mode", False))
         self._direction = (self.quantity > 0) - (self.quantity < 0)
         self._qty_f = float(abs(self.quantity))
         self._cost_f = float(self.cost)
@@ -529,6 +830,6 @@ def _order_from_dict(d: dict[str, Any]) -> Order:
 
 
 __all__ = [
-    "MONEY_UNIT", "FeeModel", "Fill", "FixedSlippage", "Liquidity", "Order", "OrderType", "PaperBroker",
-    "Protection", "SlippageModel", "VolumeSlippage", "money", "to_decimal",
+    "MONEY_UNIT", "VENUE_FEES", "BookView", "FeeModel", "Fill", "FixedSlippage", "Liquidity", "Order", "OrderType",
+    "PaperBroker", "Protection", "SlippageModel", "VolumeSlippage", "money", "to_decimal",
 ]

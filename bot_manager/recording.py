@@ -10,7 +10,7 @@ from bot_manager.engine import BotEngine, BotStatus, CandleOutcome
 from config.domain import Side, SignalEvent, SignalType
 from database.repositories.bots import BotCandleWrite, EventRecord, FillRecord, OrderRecord
 
-PROTECTIVE = (OrderType.STOP, OrderType.TAKE_PROFIT)
+PROTECTIVE = (OrderType.STOP, OrderType.TAKE_PROFIT, OrderType.LIQUIDATION)  # orders the broker creates
 
 
 def order_record(order: Order, symbol: str, status: str) -> OrderRecord:
@@ -64,6 +64,7 @@ def build_write(bot_id: int, engine: BotEngine, outcome: CandleOutcome,
     symbol = engine.config.symbol
     new_orders = [order_record(o, symbol, "open") for o in outcome.submitted]
     status: dict[str, str] = {o.order_id: "cancelled" for o in outcome.cancelled}
+    still_open = {o.order_id for o in broker.open_orders} if outcome.fills else set()
     for fill in outcome.fills:
         if fill.order_type in PROTECTIVE:
             new_orders.append(OrderRecord(fill.order_id, symbol, fill.side.value, fill.order_type.value,
@@ -71,7 +72,7 @@ def build_write(bot_id: int, engine: BotEngine, outcome: CandleOutcome,
                                           float(fill.price) if fill.order_type is OrderType.TAKE_PROFIT else None,
                                           None, fill.ts_ms))
         else:
-            status[fill.order_id] = "filled"
+            status[fill.order_id] = "filled" if fill.order_id not in still_open else "partially_filled"
     events = [EventRecord(e.kind, e.message, e.level, e.data, outcome.candle_time_ms) for e in outcome.events]
     for order, why in outcome.rejected:
         status[order.order_id] = "rejected"

@@ -1,9 +1,9 @@
 """Order books, pure: a price-level book, Binance's ``depth`` sequencing (snapshot + diff updates) and OKX's
 ``books`` sequencing (``seqId``/``prevSeqId``, CRC32 checksum of the top 25 levels: :class:`OkxBookSync`).
 
-**Book.** Levels are ``price -> size`` dicts per side; an update sets a level, size 0 removes it. The best
-prices are kept incrementally (an update that removes the best level finds the next one by a scan of that
-side, which is rare), so :meth:`Book.best` is O(1) and :meth:`Book.top` sorts only when asked.
+**Book.** Levels are ``price -> size`` dicts per side; an update sets a level, size 0 removes it. Each side's
+prices are also kept in a sorted list (touched only when a price appears or goes), so the best prices are O(1),
+:meth:`Book.top` is a slice and :meth:`Book.iter_asks`/:meth:`Book.iter_bids` walk the book in price order.
 
 **Binance sequencing** (``DepthSync``), as Binance documents the local book:
 
@@ -22,7 +22,8 @@ gap over all 3 451 spot and 6 551 USDⓈ-M events.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Sequence
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,53 +36,73 @@ GAP: Outcome = "gap"
 
 
 class Book:
-    """One market's price levels."""
+    """One market's price levels: ``price -> size`` per side, plus each side's prices kept sorted (ascending).
 
-    __slots__ = ("bids", "asks", "best_bid", "best_ask")
+    A size change is one dict store; only a new or removed price touches the sorted list (a bisect and a
+    ``memmove``), so the best prices are O(1), :meth:`top` is a slice and a book walk reads levels in order."""
+
+    __slots__ = ("bids", "asks", "_bid_px", "_ask_px")
 
     def __init__(self) -> None:
         self.bids: dict[float, float] = {}
         self.asks: dict[float, float] = {}
-        self.best_bid: float | None = None
-        self.best_ask: float | None = None
+        self._bid_px: list[float] = []  # ascending: the best bid is the last
+        self._ask_px: list[float] = []  # ascending: the best ask is the first
+
+    @property
+    def best_bid(self) -> float | None:
+        return self._bid_px[-1] if self._bid_px else None
+
+    @property
+    def best_ask(self) -> float | None:
+        return self._ask_px[0] if self._ask_px else None
+
+    def mid(self) -> float | None:
+        if not (self._bid_px and self._ask_px):
+            return None
+        return (self._bid_px[-1] + self._ask_px[0]) / 2
 
     def clear(self) -> None:
         self.bids.clear()
         self.asks.clear()
-        self.best_bid = self.best_ask = None
+        self._bid_px.clear()
+        self._ask_px.clear()
 
     def apply(self, bids: Levels, asks: Levels) -> None:
-        self.best_bid = _apply_side(self.bids, bids, self.best_bid, bid=True)
-        self.best_ask = _apply_side(self.asks, asks, self.best_ask, bid=False)
+        _apply_side(self.bids, self._bid_px, bids)
+        _apply_side(self.asks, self._ask_px, asks)
 
     def top(self, n: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
         """The best ``n`` levels of each side: bids high to low, asks low to high."""
-        bids = sorted(self.bids.items(), reverse=True)[:n]
-        asks = sorted(self.asks.items())[:n]
-        return bids, asks
+        bids, asks = self.bids, self.asks
+        return ([(p, bids[p]) for p in self._bid_px[:-n - 1:-1]] if n > 0 else [],
+                [(p, asks[p]) for p in self._ask_px[:n]])
+
+    def iter_bids(self) -> Iterator[tuple[float, float]]:
+        """Bid levels from the best (highest) down, lazily (what a sell walks)."""
+        bids = self.bids
+        return ((p, bids[p]) for p in reversed(self._bid_px))
+
+    def iter_asks(self) -> Iterator[tuple[float, float]]:
+        """Ask levels from the best (lowest) up, lazily (what a buy walks)."""
+        asks = self.asks
+        return ((p, asks[p]) for p in self._ask_px)
 
     def crossed(self) -> bool:
-        return self.best_bid is not None and self.best_ask is not None and self.best_bid >= self.best_ask
+        return bool(self._bid_px and self._ask_px and self._bid_px[-1] >= self._ask_px[0])
 
 
-def _apply_side(side: dict[float, float], levels: Levels, best: float | None, *, bid: bool) -> float | None:
-    """Apply ``levels`` to one side; returns its new best price (a scan only when the best level went)."""
-    rescan = False
+def _apply_side(side: dict[float, float], prices: list[float], levels: Levels) -> None:
+    """Apply ``levels`` to one side: set a level, size 0 removes it; ``prices`` stays sorted."""
     for price_s, size_s in levels:
         price, size = float(price_s), float(size_s)
         if size == 0.0:
-            if side.pop(price, None) is not None and price == best:
-                rescan = True
+            if side.pop(price, None) is not None:
+                del prices[bisect_left(prices, price)]
         else:
+            if price not in side:
+                insort(prices, price)
             side[price] = size
-            if best is None or (price > best if bid else price < best):
-                best = price
-                rescan = False
-    if not side:
-        return None
-    if rescan:
-        return max(side) if bid else min(side)
-    return best
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +234,9 @@ class OkxBookSync:
             self.seq_id = int(seq)  # type: ignore[call-overload]
         checksum = data.get("checksum")
         if checksum:
-            top_bids = [self.text[0][p] for p in sorted(self.text[0], reverse=True)[:25]]
-            top_asks = [self.text[1][p] for p in sorted(self.text[1])[:25]]
+            bids_25, asks_25 = self.book.top(25)
+            top_bids = [self.text[0][p] for p, _ in bids_25]
+            top_asks = [self.text[1][p] for p, _ in asks_25]
             if okx_checksum(top_bids, top_asks) != checksum:
                 return self._gap()
             self.checked += 1

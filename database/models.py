@@ -184,10 +184,10 @@ class Fill(Base):
     """A virtual (paper) trade."""
 
     __tablename__ = "fills"
-    __table_args__ = (Index("ix_fills_bot_ts", "bot_id", "ts"),)
+    __table_args__ = (Index("ix_fills_bot_ts", "bot_id", "ts"), Index("ix_fills_order_id", "order_id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))  # an order may fill in parts
     bot_id: Mapped[int] = mapped_column(ForeignKey("bots.id", ondelete="CASCADE"))
     symbol: Mapped[str] = mapped_column(String(64))
     side: Mapped[str] = mapped_column(String(4))
