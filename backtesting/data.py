@@ -134,11 +134,11 @@ def read_csv_candles(path: str | Path) -> CandleData:
     if time_column is None:
         raise ConfigurationError(f"no time column; expected one of {', '.join(TIME_COLUMNS)}, "
                                  f"got {list(frame.columns)}", source=str(file))
-    frame = frame.assign(open_time=_parse_times(frame[time_column], str(file), time_column))
+    frame = frame.assign(open_time=parse_times(frame[time_column], str(file), time_column))
     return candles_from_frame(frame, source=str(file))
 
 
-def _parse_times(column: pd.Series, source: str, name: str) -> np.ndarray:
+def parse_times(column: pd.Series, source: str, name: str) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(column):
         values = column.to_numpy(dtype=np.float64)
         if not np.isfinite(values).all():

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backtesting.data import CandleData
+from backtesting.funding import FundingSeries
 from backtesting.result import TradeTable
 from bot_manager.broker import Fill, PaperBroker
 from bot_manager.config import AtrSizing, BotConfig
@@ -34,6 +35,7 @@ from strategies.bars import Bars
 from strategies.base import BaseStrategy
 
 PROGRESS_EVERY = 65_536
+_NEVER = 2**62  # the next funding settlement when there is none
 _SIGNALS = {1: Signal(SignalType.BUY, 1.0, "backtest"), -1: Signal(SignalType.SELL, 1.0, "backtest")}
 
 
@@ -49,12 +51,16 @@ class BarRun:
     events: dict[str, int]
     halted_reason: str | None
     fills: tuple[Fill, ...]
+    funding_paid: float = 0.0  # funding paid (> 0) or received (< 0) over the run, already in the equity
 
 
 def run_bars(config: BotConfig, strategy: BaseStrategy, data: CandleData, signals: np.ndarray, *,
              trade_start: int = 0, close_at_end: bool = False,
-             progress: Callable[[float], bool] | None = None) -> BarRun:
+             progress: Callable[[float], bool] | None = None, funding: FundingSeries | None = None) -> BarRun:
     """Drive a fresh bot through ``data`` acting on ``signals`` (int8 per bar) from ``trade_start``.
+
+    With ``funding``, an open position settles each funding payment (``PaperBroker.apply_funding``) on the
+    first bar opening at or after the settlement time, before that bar's fills, at the bar's open as the mark.
 
     ``progress(fraction)`` is called every 65,536 bars; returning True raises :class:`RunCancelled`.
     With ``close_at_end`` an open position is closed at the last close (slippage and fee apply).
@@ -64,7 +70,7 @@ def run_bars(config: BotConfig, strategy: BaseStrategy, data: CandleData, signal
     codes[:trade_start] = 0
     if n:
         codes[-1] = 0  # no later bar to fill an order of the last bar
-    run = _Run(config, strategy, data)
+    run = _Run(config, strategy, data, funding)
     # Plain Python lists, made a chunk at a time: element access and float arithmetic are several times
     # faster than on numpy, and one chunk of lists (not the whole run's) is alive at once.
     columns = (data.open_time, data.open, data.high, data.low, data.close, data.volume, codes)
@@ -84,7 +90,7 @@ def run_bars(config: BotConfig, strategy: BaseStrategy, data: CandleData, signal
     if close_at_end and n:
         equity[-1] = run.broker.equity()
     return BarRun(run.log.trades(), equity, run.log.positions(n), dict(run.events), run.halted,
-                  tuple(run.log.fills))
+                  tuple(run.log.fills), float(run.broker.funding_paid))
 
 
 Row = tuple[int, int, float, float, float, float, float, int]
@@ -106,7 +112,8 @@ def _collector_paused() -> Iterator[None]:
 class _Run:
     """The loop state of one bar-by-bar run (see :func:`run_bars`)."""
 
-    def __init__(self, config: BotConfig, strategy: BaseStrategy, data: CandleData) -> None:
+    def __init__(self, config: BotConfig, strategy: BaseStrategy, data: CandleData,
+                 funding: FundingSeries | None = None) -> None:
         self.bot = BotEngine(config, strategy)
         self.broker = self.bot.broker
         self.risk = self.bot.risk
@@ -117,6 +124,10 @@ class _Run:
         self.events: Counter[str] = Counter()
         self.halted: str | None = None
         self.active = False
+        self.funding_times: list[int] = [] if funding is None else funding.time_ms.tolist()
+        self.funding_rates: list[float] = [] if funding is None else funding.rate.tolist()
+        self.funding_at = 0  # the next settlement's index
+        self.next_funding = self.funding_times[0] if self.funding_times else _NEVER
 
     def plain_loop(self, rows: Iterable[Row]) -> None:
         """No per-candle risk rule: each bar is the broker's bar, then the signal if any. While the
@@ -127,6 +138,8 @@ class _Run:
         on_bar = broker.on_bar
         active = self.active
         for k, t, o, h, l, c, v, code in rows:  # noqa: E741
+            if t >= self.next_funding:
+                self.settle_funding(k, t, o)
             if active:
                 fills = on_bar(t, o, h, l, c, v)
                 if fills:
@@ -150,6 +163,8 @@ class _Run:
         broker, risk, bot = self.broker, self.risk, self.bot
         on_bar = broker.on_bar
         for k, t, o, h, l, c, v, code in rows:  # noqa: E741
+            if t >= self.next_funding:
+                self.settle_funding(k, t, o)
             if not self.active and not code:
                 continue
             equity_before = broker.equity()
@@ -170,6 +185,21 @@ class _Run:
             if code and bot.trading and not closing:
                 self.on_signal(k, t, c, code)
             self.active = self.busy()
+
+    def settle_funding(self, k: int, t: int, mark: float) -> None:
+        """Settle every funding payment due by bar ``k`` (opening at ``t``) on the open position."""
+        times, rates, broker = self.funding_times, self.funding_rates, self.broker
+        i, paid = self.funding_at, False
+        while i < len(times) and times[i] <= t:
+            if broker.position_side:
+                broker.apply_funding(times[i], rates[i], mark)
+                self.events["funding_payments"] += 1
+                paid = True
+            i += 1
+        self.funding_at = i
+        self.next_funding = times[i] if i < len(times) else _NEVER
+        if paid:
+            self.log.add(k, (), broker)
 
     def on_fills(self, k: int, t: int, fills: Sequence[Fill]) -> None:
         self.log.add(k, fills, self.broker)

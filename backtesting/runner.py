@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from backtesting.data import CandleData, load_db_candles, read_csv_candles
 from backtesting.engine import run_bars
+from backtesting.funding import FundingSeries, read_funding_csv
 from backtesting.metrics import compute_metrics
 from backtesting.result import BacktestResult
 from backtesting.spec import BacktestSpec
@@ -27,6 +28,7 @@ class Prepared:
 
     data: CandleData
     trade_start: int
+    funding: FundingSeries | None = None
 
 
 def load_data(spec: BacktestSpec, session: Session | None = None) -> Prepared:
@@ -48,7 +50,7 @@ def load_data(spec: BacktestSpec, session: Session | None = None) -> Prepared:
     if start >= len(data):
         raise ConfigurationError(f"no candles to trade in the period (data {data.source or 'given'} has "
                                  f"{len(data)} rows before the start)", source="backtest")
-    return Prepared(data, start)
+    return Prepared(data, start, read_funding_csv(spec.funding_file) if spec.funding_file else None)
 
 
 def make_strategy(spec: BacktestSpec) -> BaseStrategy:
@@ -80,6 +82,8 @@ def run_backtest(spec: BacktestSpec, prepared: Prepared, *, signals: np.ndarray 
     blocker = fast_path_blocker(spec.bot, strategy)
     if spec.close_at_end:
         blocker = blocker or "closing the position at the end"
+    if prepared.funding is not None:
+        blocker = blocker or "funding settlements"
     if spec.path == "vectorised" and blocker:
         raise ConfigurationError(f"the vectorised path cannot run this backtest: {blocker}", field="path")
     fast = run_fast(spec.bot, data, codes, start) if spec.path != "bar" and blocker is None else None
@@ -92,7 +96,7 @@ def run_backtest(spec: BacktestSpec, prepared: Prepared, *, signals: np.ndarray 
             "vectorised"
     else:
         run = run_bars(spec.bot, strategy, data, codes, trade_start=start, close_at_end=spec.close_at_end,
-                       progress=progress)
+                       progress=progress, funding=prepared.funding)
         trades, equity, position, events, halted, path = run.trades, run.equity, run.position, run.events, \
             run.halted_reason, "bar"
     window = slice(start, None)
@@ -101,6 +105,8 @@ def run_backtest(spec: BacktestSpec, prepared: Prepared, *, signals: np.ndarray 
                               trades=trades, initial_cash=float(spec.bot.starting_balance),
                               bar_ms=data.bar_ms)
     metrics["path"] = path
+    if prepared.funding is not None and fast is None:
+        metrics["funding_paid"] = run.funding_paid
     if halted:
         metrics["halted_reason"] = halted
     bars = np.flatnonzero(traded) + start

@@ -33,6 +33,7 @@ class BacktestSpec(BaseModel):
 
     bot: BotConfig
     data_file: str | None = None
+    funding_file: str | None = None  # CSV of funding settlements (backtesting/funding.py): perp positions pay them
     start_ms: int | None = None
     end_ms: int | None = None
     warmup_bars: int | None = Field(default=None, ge=0)

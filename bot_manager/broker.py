@@ -598,6 +598,10 @@ class PaperBroker:
         if order.spend is not None:  # sized at the best price, then walked like any quantity
             at = to_decimal(best)
             want = self.round_quantity(order.spend * self._equity_at(at) / at)
+            if want <= 0:
+                self.rejected.append((order, f"spending {order.spend} of equity at {at} is less than one lot"))
+                self._drop(order.order_id)
+                return
             order = replace(order, quantity=want, spend=None)
         if order.reduce_only:
             want = min(want, abs(self.quantity)) if self._direction == (-1 if buy else 1) else _ZERO
@@ -619,18 +623,19 @@ class PaperBroker:
         if not levels:
             return
         taken = want - remaining
+        notional = sum((q * p for q, p, _ in levels), _ZERO)
         sign = 1 if buy else -1
         closing = min(taken, abs(self.quantity)) if self._direction == -sign else _ZERO
-        if taken > closing:  # margin for the opening part, at the worst level (safe for the average too)
-            allowed = closing + self._affordable(taken - closing, levels[-1][1], closing)
+        if taken > closing:  # margin for the opening part, at the walk's average price
+            allowed = closing + self._affordable(taken - closing, notional / taken, closing)
             if allowed < taken:
                 levels = _cut(levels, allowed)
+                if not levels:
+                    self.rejected.append((order, "insufficient margin"))
+                    self._drop(order.order_id)
+                    return
                 taken, remaining = allowed, _ZERO  # the margin allows no more: the order ends here
-        if not levels:
-            self.rejected.append((order, "insufficient margin"))
-            self._drop(order.order_id)
-            return
-        notional = sum((q * p for q, p, _ in levels), _ZERO)
+                notional = sum((q * p for q, p, _ in levels), _ZERO)
         slip = (levels[-1][2] if len(levels) == 1 else float(notional / taken))
         slip = (slip / best - 1) * 10_000 if buy else (1 - slip / best) * 10_000
         fill = self._execute(order, ts, 0.0, Liquidity.TAKER, slip, taken, notional)
@@ -701,7 +706,7 @@ class PaperBroker:
             quantity = min(quantity, abs(self.quantity))
         closing = min(quantity, abs(self.quantity)) if self._direction == -sign else _ZERO
         opening = quantity - closing
-        if opening > 0:
+        if opening > 0 and walked is None:  # a walk has had its margin check (the average moves if it is cut)
             opening = self._affordable(opening, price, closing)
             if opening <= 0 and closing <= 0:
                 self.rejected.append((order, "insufficient margin"))

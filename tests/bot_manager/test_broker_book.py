@@ -216,12 +216,21 @@ def test_a_walk_through_the_real_usdm_book_equals_a_sorted_level_reference() -> 
     assert fill.slippage_bps == pytest.approx((float(cost) / 3 / sync.book.best_ask - 1) * 1e4)
 
 
-def test_a_walk_the_margin_cannot_pay_for_is_cut_at_the_worst_level_price_and_ends() -> None:
+def test_a_walk_the_margin_cannot_pay_for_is_cut_at_its_average_price_and_ends() -> None:
     b = PaperBroker(D("100"), fees=PERP_FEES)
     b.submit_market("m", Side.BUY, 5, at_ms=0)
     [fill] = b.on_book(1, ladder())
-    # room 100 at the worst level walked (101) with the taker fee: 100 / (101 x 1.0005) = 0.98960420 (lots of 1e-8)
-    assert fill.quantity == (D(100) / (D(101) * D("1.0005"))).quantize(D("1E-8"), rounding="ROUND_DOWN")
-    assert fill.quantity == D("0.98960420")
-    assert fill.notional == D("50") + D("0.48960420") * D("100.5")  # 0.5 @ 100, then the rest @ 100.5
-    assert b.open_orders == [] and b.equity_decimal(100.0) > 0
+    # the book has 3.5 up to 101: average (50 + 100.5 + 202) / 3.5; room 100 there with the taker fee
+    average = (D(50) + D("100.5") + D(202)) / D("3.5")
+    allowed = (D(100) / (average * D("1.0005"))).quantize(D("1E-8"), rounding="ROUND_DOWN")
+    assert fill.quantity == allowed == D("0.99241159")
+    assert fill.notional == money(D("50") + (allowed - D("0.5")) * D("100.5"))  # 0.5 @ 100, the rest @ 100.5
+    assert fill.notional + fill.fee < 100 and b.open_orders == []
+
+
+def test_a_spend_order_too_small_for_one_lot_is_rejected_not_left_open() -> None:
+    b = PaperBroker(D("1"), fees=PERP_FEES, lot_size="1")
+    b.submit_market("m", Side.BUY, 1, spend=1, at_ms=0)
+    assert b.on_book(1, ladder()) == []
+    assert b.open_orders == []
+    assert [why for _, why in b.rejected] == ["spending 1 of equity at 100.0 is less than one lot"]
