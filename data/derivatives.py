@@ -1,0 +1,194 @@
+"""Perpetual-swap market state from the venues' public streams, pure (issue 14.3): funding rates, open interest
+and liquidations, as frozen messages, parsed from OKX v5 (``funding-rate``, ``open-interest``,
+``liquidation-orders``), Binance USDⓈ-M (``markPriceUpdate``, ``forceOrder``) and Bybit v5 (``tickers``,
+``allLiquidation``) pushes.
+
+Every parser takes the decoded JSON of one push (or one item of its ``data``) and returns messages, or raises
+``ValueError`` naming what is wrong; the stream shell counts those as malformed and goes on. Names are ours
+(``BTC-USDT-SWAP`` for a USDT-margined perpetual on every venue); the venue's own name is kept in ``venue_symbol``.
+Fields a venue leaves out (OKX sometimes sends ``funding-rate`` without ``fundingRate``) are None, not 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from config.domain import Side
+
+QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "USD")  # quote currencies of the venues' concatenated names
+
+
+@dataclass(frozen=True, slots=True)
+class FundingRate:
+    """The current funding rate of a perpetual: ``rate`` settles at ``funding_time_ms`` (a fraction of notional;
+    > 0: longs pay shorts); ``next_rate`` is the venue's forecast for the settlement after, when it sends one."""
+
+    exchange: str
+    symbol: str
+    venue_symbol: str
+    ts_ms: int
+    rate: float | None
+    funding_time_ms: int
+    next_rate: float | None = None
+    mark_price: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenInterest:
+    """Open interest: ``contracts`` in the venue's contract units, ``base`` in the base currency when sent."""
+
+    exchange: str
+    symbol: str
+    venue_symbol: str
+    ts_ms: int
+    contracts: float
+    base: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Liquidation:
+    """A forced order: ``side`` is the liquidation order's (a liquidated long is a SELL), ``price`` its price
+    (OKX: the bankruptcy price), ``size`` in contracts (OKX) or base currency (Binance, Bybit)."""
+
+    exchange: str
+    symbol: str
+    venue_symbol: str
+    ts_ms: int
+    side: Side
+    price: float
+    size: float
+
+
+def ours(venue_symbol: str) -> str:
+    """A Binance / Bybit derivative's name as ours (OKX's): ``BTCUSDT`` (perpetual) -> ``BTC-USDT-SWAP``,
+    ``BTCUSD`` (inverse perpetual) -> ``BTC-USD-SWAP``, ``BTCBUSD_210129`` (dated future) -> ``BTC-BUSD-210129``."""
+    pair, _, expiry = venue_symbol.partition("_")
+    for quote in QUOTES:
+        if pair.endswith(quote) and len(pair) > len(quote) and (not expiry or expiry.isdigit()):
+            return f"{pair[:-len(quote)]}-{quote}-{expiry or 'SWAP'}"
+    raise ValueError(f"cannot split {venue_symbol!r} into base and quote (known quotes: {', '.join(QUOTES)})")
+
+
+def _num(item: Mapping[str, Any], key: str, *, optional: bool = False) -> float | None:
+    value = item.get(key)
+    if value in (None, ""):
+        if optional:
+            return None
+        raise ValueError(f"missing {key!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key!r} is not a number: {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError(f"{key!r} is not finite: {value!r}")
+    return number
+
+
+def _int(item: Mapping[str, Any], key: str) -> int:
+    value = _num(item, key)
+    assert value is not None
+    return int(value)
+
+
+def _text(item: Mapping[str, Any], key: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"missing {key!r}")
+    return value
+
+
+def _side(value: object) -> Side:
+    text = str(value).lower()
+    if text not in ("buy", "sell"):
+        raise ValueError(f"side is neither buy nor sell: {value!r}")
+    return Side(text)
+
+
+# ------------------------------------------------------------------ OKX v5
+
+
+def okx_funding(item: Mapping[str, Any], ts_ms: int) -> FundingRate:
+    """One ``funding-rate`` data item; OKX sends no event time, so ``ts_ms`` is the receive time."""
+    inst = _text(item, "instId")
+    return FundingRate("okx", inst, inst, ts_ms, _num(item, "fundingRate", optional=True),
+                       _int(item, "fundingTime"), _num(item, "nextFundingRate", optional=True))
+
+
+def okx_open_interest(item: Mapping[str, Any]) -> OpenInterest:
+    inst = _text(item, "instId")
+    return OpenInterest("okx", inst, inst, _int(item, "ts"), _num(item, "oi") or 0.0,  # type: ignore[arg-type]
+                        _num(item, "oiCcy", optional=True))
+
+
+def okx_liquidations(item: Mapping[str, Any]) -> list[Liquidation]:
+    """One ``liquidation-orders`` data item: an instrument with its ``details`` (one per forced order)."""
+    inst = _text(item, "instId")
+    details = item.get("details")
+    if not isinstance(details, list):
+        raise ValueError("missing 'details'")
+    return [Liquidation("okx", inst, inst, _int(d, "ts"), _side(d.get("side")), _num(d, "bkPx"),  # type: ignore[arg-type]
+                        _num(d, "sz")) for d in details]  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ Binance USDⓈ-M
+
+
+def binance_mark_price(data: Mapping[str, Any]) -> FundingRate:
+    """A ``markPriceUpdate`` (``<symbol>@markPrice``): mark price, funding rate ``r``, next funding time ``T``."""
+    if data.get("e") != "markPriceUpdate":
+        raise ValueError(f"not a markPriceUpdate: e={data.get('e')!r}")
+    venue = _text(data, "s")
+    return FundingRate("binance", ours(venue), venue, _int(data, "E"), _num(data, "r", optional=True),
+                       _int(data, "T"), None, _num(data, "p", optional=True))
+
+
+def binance_force_order(data: Mapping[str, Any]) -> Liquidation:
+    """A ``forceOrder`` (``<symbol>@forceOrder``); its order ``o`` carries side, price and original quantity."""
+    if data.get("e") != "forceOrder":
+        raise ValueError(f"not a forceOrder: e={data.get('e')!r}")
+    order = data.get("o")
+    if not isinstance(order, Mapping):
+        raise ValueError("missing 'o'")
+    venue = _text(order, "s")
+    price = _num(order, "ap", optional=True) or _num(order, "p")  # the average fill price when it filled
+    return Liquidation("binance", ours(venue), venue, _int(order, "T"), _side(order.get("S")),
+                       price, _num(order, "q"))  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ Bybit v5 (linear)
+
+
+def bybit_ticker(push: Mapping[str, Any]) -> tuple[FundingRate | None, OpenInterest | None]:
+    """A linear ``tickers.<symbol>`` push (snapshot or delta): the funding and open-interest fields it carries
+    (a delta may carry neither)."""
+    data = push.get("data")
+    if not isinstance(data, Mapping):
+        raise ValueError("missing 'data'")
+    venue = _text(data, "symbol")
+    ts = _int(push, "ts")
+    funding = None
+    if data.get("fundingRate") not in (None, "") and data.get("nextFundingTime") not in (None, ""):
+        funding = FundingRate("bybit", ours(venue), venue, ts, _num(data, "fundingRate"),
+                              _int(data, "nextFundingTime"), None, _num(data, "markPrice", optional=True))
+    oi = None
+    if data.get("openInterest") not in (None, ""):
+        oi = OpenInterest("bybit", ours(venue), venue, ts, _num(data, "openInterest"))  # type: ignore[arg-type]
+    return funding, oi
+
+
+def bybit_liquidations(push: Mapping[str, Any]) -> list[Liquidation]:
+    """An ``allLiquidation.<symbol>`` push: ``S`` is the liquidated *position's* side (Buy = a long was
+    liquidated, so the forced order sells)."""
+    rows = push.get("data")
+    if not isinstance(rows, list):
+        raise ValueError("missing 'data'")
+    out = []
+    for row in rows:
+        venue = _text(row, "s")
+        position = _side(row.get("S"))
+        out.append(Liquidation("bybit", ours(venue), venue, _int(row, "T"),
+                               Side.SELL if position is Side.BUY else Side.BUY, _num(row, "p"),  # type: ignore[arg-type]
+                               _num(row, "v")))  # type: ignore[arg-type]
+    return out
