@@ -410,13 +410,7 @@ class PaperBroker:
         fills: list[Fill] = []
         if self._orders:
             self._fill_orders(open_time_ms, o, h, l, fills)
-        if self._direction and self._guarded:
-            self._check_protection(open_time_ms, o, h, l, fills)
-        if self._direction and self._mmr is not None:
-            self._check_liquidation(open_time_ms, o, h, l, fills)
-        if self._direction and self.trailing_extreme is not None:
-            self.trailing_extreme = max(self.trailing_extreme, h) if self._direction > 0 \
-                else min(self.trailing_extreme, l)
+        self._exits(open_time_ms, o, h, l, fills)
         self.last_time_ms = open_time_ms
         self.last_close = c
         self.last_volume = v
@@ -667,14 +661,18 @@ class PaperBroker:
         self._resting.discard(order_id)
 
     def _after_tick(self, ts: int, price: float, fills: list[Fill]) -> None:
-        if self._direction and self._guarded:
-            self._check_protection(ts, price, price, price, fills)
-        if self._direction and self._mmr is not None:
-            self._check_liquidation(ts, price, price, price, fills)
-        if self._direction and self.trailing_extreme is not None:
-            self.trailing_extreme = max(self.trailing_extreme, price) if self._direction > 0 \
-                else min(self.trailing_extreme, price)
+        self._exits(ts, price, price, price, fills)
         self._update_idle()
+
+    def _exits(self, ts: int, o: float, h: float, l: float, fills: list[Fill]) -> None:  # noqa: E741
+        """Protective exits, then liquidation, then the trailing extreme, over a bar (or one price)."""
+        if self._direction and self._guarded:
+            self._check_protection(ts, o, h, l, fills)
+        if self._direction and self._mmr is not None:
+            self._check_liquidation(ts, o, h, l, fills)
+        if self._direction and self.trailing_extreme is not None:
+            self.trailing_extreme = max(self.trailing_extreme, h) if self._direction > 0 \
+                else min(self.trailing_extreme, l)
 
     def _protective_id(self, ts: int, kind: str) -> str:
         return f"{self.order_id_prefix}{ts}-{kind}"
