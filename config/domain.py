@@ -196,3 +196,20 @@ class SignalEvent:
     reason: str
     price: float | None
     params: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BookTop:
+    """The best ``depth`` levels of one market's book at ``ts_ms`` (what the bus carries and what is stored):
+    ``bids`` high to low, ``asks`` low to high, ``(price, size)``; ``update_id``: the venue's sequence id."""
+
+    exchange: str
+    symbol: str
+    ts_ms: int
+    bids: tuple[tuple[float, float], ...]
+    asks: tuple[tuple[float, float], ...]
+    update_id: int | None = None
+
+    @property
+    def mid(self) -> float | None:
+        return (self.bids[0][0] + self.asks[0][0]) / 2 if self.bids and self.asks else None

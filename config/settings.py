@@ -47,6 +47,9 @@ class Settings(BaseModel):
     store_raw_trades: bool = Field(True, alias="STORE_RAW_TRADES")
     trade_retention_days: int = Field(7, ge=1, le=3650, alias="TRADE_RETENTION_DAYS")
     durable_commits: bool = Field(False, alias="DURABLE_COMMITS")
+    order_books: bool = Field(True, alias="ORDER_BOOKS")
+    book_depth: int = Field(20, ge=1, le=1000, alias="BOOK_DEPTH")
+    book_snapshot_s: float = Field(10.0, ge=0, alias="BOOK_SNAPSHOT_S")
 
     dashboard_host: str = Field("127.0.0.1", alias="DASHBOARD_HOST")
     dashboard_port: int = Field(8050, ge=1, le=65535, alias="DASHBOARD_PORT")

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from config.domain import BookTop
+
 Levels = Iterable[Sequence[str | float]]  # [[price, size], ...] as the venue sends them (strings or numbers)
 Outcome = Literal["applied", "stale", "buffered", "gap"]
 APPLIED: Outcome = "applied"
@@ -105,6 +107,19 @@ def _apply_side(side: dict[float, float], prices: list[float], levels: Levels) -
             side[price] = size
 
 
+def book_top(exchange: str, symbol: str, ts_ms: int, book: Book, depth: int,
+             update_id: int | None = None) -> BookTop:
+    """The best ``depth`` levels of ``book`` as the frozen message the bus carries and the database stores."""
+    bids, asks = book.top(depth)
+    return BookTop(exchange, symbol, ts_ms, tuple(bids), tuple(asks), update_id)
+
+
+def to_book(top: BookTop) -> Book:
+    book = Book()
+    book.apply(top.bids, top.asks)
+    return book
+
+
 @dataclass(frozen=True, slots=True)
 class DepthEvent:
     """One Binance ``depthUpdate``: ``U``/``u`` first/last update id, ``pu`` (USDⓈ-M) the previous ``u``."""
@@ -131,15 +146,17 @@ class DepthSync:
         self.last_id: int | None = None  # the last update id applied; None: waiting for a snapshot
         self.synced = False  # the first event after the snapshot has been applied
         self.gaps = 0
-        self.resyncs = 0
+        self.resyncs = 0  # snapshots after the first (after a gap or a reconnection)
+        self.snapshots = 0
         self._buffer: list[DepthEvent] = []
         self._max_buffer = max_buffer
 
     def snapshot(self, last_update_id: int, bids: Levels, asks: Levels) -> int:
         """Start from a REST snapshot; applies what was buffered after it. Returns how many buffered events
         were applied (a gap inside them makes the book wait for the next snapshot again)."""
-        if self.gaps or self.last_id is not None:
+        if self.snapshots:
             self.resyncs += 1
+        self.snapshots += 1
         self.book.clear()
         self.book.apply(bids, asks)
         self.last_id = last_update_id
@@ -177,11 +194,16 @@ class DepthSync:
         self.last_id = event.last_id
         return APPLIED
 
-    def _gap(self) -> Outcome:
-        self.gaps += 1
+    def reset(self) -> None:
+        """The stream was lost (a reconnection, not a gap): empty the book and wait for a new snapshot."""
         self.book.clear()
         self.last_id = None
         self.synced = False
+        self._buffer.clear()
+
+    def _gap(self) -> Outcome:
+        self.gaps += 1
+        self.reset()
         return GAP
 
 

@@ -13,22 +13,26 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.domain import DEFAULT_TIMEFRAMES, Timeframe
 from data.backfill import INITIAL_LOOKBACK_MS, Backfiller
 from data.bars import MINUTE_MS
+from data.bookkeeper import BookKeeper
 from data.bus import Bus
 from data.engine import DEFAULT_GRACE_MS, CandleEngine
 from data.health import HealthReporter, Report, collector_component
 from data.okx.frames import WireTrade
 from data.publisher import CandlePublisher
 from data.streams import StreamState, now_ms
-from data.venues import check_exchange, make_rest, make_stream
+from data.venues import check_exchange, make_book_stream, make_rest, make_stream
 from data.writer import StorageWriter
 from database.engine import make_engine, make_session_factory, session_scope
 from database.repositories.market import get_candles, latest_candle_time_ms
 from database.repositories.trade_ids import latest_trade_id
+
+if TYPE_CHECKING:
+    from data.binance.depth import BinanceBookStream
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,9 @@ class CollectorConfig:
     initial_lookback_ms: int = INITIAL_LOOKBACK_MS
     repair_ready_delay_s: float = 1.0
     durable_commits: bool = False  # see data/writer.py: async commits + rewrite after a failure
+    books: bool = False  # keep each market's order book (venues in data.venues.BOOK_EXCHANGES)
+    book_depth: int = 20
+    book_snapshot_s: float = 10.0
 
 
 class Collector:
@@ -82,6 +89,13 @@ class Collector:
                                   perp_ws_url=config.perp_ws_url, on_subscribed=self.engine.on_connected,
                                   on_disconnected=self._on_disconnected, flow=self.writer.flow,
                                   ping_after=config.ping_after_s, pong_timeout=config.pong_timeout_s)
+        self.books: BookKeeper | None = None
+        self.book_stream: BinanceBookStream | None = None
+        if config.books:
+            self.books = BookKeeper(config.exchange, config.symbols, bus, self.db, depth=config.book_depth,
+                                    snapshot_interval_s=config.book_snapshot_s)
+            self.book_stream = make_book_stream(config.exchange, config.ws_url, self.rest, config.symbols,
+                                                self.books.on_book, perp_ws_url=config.perp_ws_url)
         self._store_trades = config.store_trades
         self._symbols = frozenset(config.symbols)
         self._last_counts: dict[str, int] = {}
@@ -141,6 +155,9 @@ class Collector:
             asyncio.create_task(self.health.run(inputs_stop), name="health"),
             asyncio.create_task(self._exchange_clock(inputs_stop), name="exchange clock"),
         ]
+        if self.books is not None and self.book_stream is not None:
+            inputs += [asyncio.create_task(self.book_stream.run(inputs_stop), name="book stream"),
+                       asyncio.create_task(self.books.run(inputs_stop), name="books")]
         log.info("collector: started", extra={"symbols": ",".join(self.config.symbols),
                                               "ws": self.config.ws_url, "rest": self.config.rest_url})
         try:
@@ -251,9 +268,17 @@ class Collector:
                 "trades_backfilled": bf.trades_backfilled, "trade_gaps_filled": bf.trade_gaps_filled,
                 "trade_gaps_unfilled": bf.trade_gaps_unfilled,
             }
+            if self.book_stream is not None:
+                data["book"] = self.book_stream.health(symbol)
             if state is StreamState.REJECTED and stream.errors:
                 data["last_error"] = next((e for e in reversed(stream.errors) if e["symbol"] == symbol), None)
             reports[collector_component(self.config.exchange, symbol)] = (status, data)
+        if self.books is not None and self.book_stream is not None:
+            books = self.books.health()
+            books["malformed_frames"] = dict(self.book_stream.stats.malformed)
+            books["reconnects"] = self.book_stream.stats.reconnects
+            live = all(self.book_stream.live(s) for s in self.config.symbols)
+            reports["books"] = ("ok" if live and books["db_ok"] else "degraded", books)
         w = self.writer.stats
         reports["writer"] = ("ok" if w.db_ok else "down", {
             "db_ok": w.db_ok, "lag_ms": self.writer.lag_ms(), "candle_backlog": self.writer.candle_backlog,

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from config.domain import Candle, SignalEvent, SignalType, Timeframe
+from config.domain import BookTop, Candle, SignalEvent, SignalType, Timeframe
 
 
 def dumps(message: dict[str, Any]) -> bytes:
@@ -56,3 +56,15 @@ def signal_from_message(m: dict[str, Any]) -> SignalEvent:
         signal_type=SignalType(m["signal_type"]), strength=float(m["strength"]), reason=m["reason"],
         price=m.get("price"), params=dict(m.get("params") or {}),
     )
+
+
+def book_to_message(b: BookTop) -> dict[str, Any]:
+    return {"exchange": b.exchange, "symbol": b.symbol, "ts_ms": b.ts_ms, "bids": [list(x) for x in b.bids],
+            "asks": [list(x) for x in b.asks], "update_id": b.update_id}
+
+
+def book_from_message(m: dict[str, Any]) -> BookTop:
+    return BookTop(exchange=m["exchange"], symbol=m["symbol"], ts_ms=int(m["ts_ms"]),
+                   bids=tuple((float(p), float(s)) for p, s in m["bids"]),
+                   asks=tuple((float(p), float(s)) for p, s in m["asks"]),
+                   update_id=None if m.get("update_id") is None else int(m["update_id"]))

@@ -14,8 +14,10 @@ import aiohttp
 from config.settings import Settings
 from data.bus import Bus
 from data.collector import Collector, CollectorConfig
+from data.venues import BOOK_EXCHANGES
 
 if TYPE_CHECKING:  # the replay (and pandas) load only when a replay is started
+    from data.replay.depth import DepthCapture
     from data.replay.server import ReplayServer
     from data.replay.tape import Tape
 
@@ -37,6 +39,9 @@ DEMO_INSTRUMENTS: dict[str, tuple[float, int, int, int, int]] = {
 # The bundled real Binance tapes (data/samples/README.md), replayed when Binance is unreachable.
 BINANCE_TAPES = {"BTC-USDT": SAMPLES / "tape_BTC-USDT_binance_spot_2024-08-08T2354.csv.gz",
                  "BTC-USDT-SWAP": SAMPLES / "tape_BTC-USDT-SWAP_binance_usdm_2024-08-08T2354.csv.gz"}
+# The real depth streams (and REST snapshots) captured beside them, 23:54 -> 24:00: the replay's order books.
+BINANCE_DEPTH = {"BTC-USDT": SAMPLES / "binance_spot_BTCUSDT_depth_2024-08-08T2354_2400.txt.gz",
+                 "BTC-USDT-SWAP": SAMPLES / "binance_usdm_BTCUSDT_depth_2024-08-08T2354_2400.txt.gz"}
 
 
 @dataclass
@@ -77,6 +82,9 @@ async def run_market_data(settings: Settings, bus: Bus, stop: asyncio.Event, *,
         store_trades=settings.store_raw_trades,
         trade_retention_days=settings.trade_retention_days,
         durable_commits=settings.durable_commits,
+        books=settings.order_books and settings.exchange in BOOK_EXCHANGES,
+        book_depth=settings.book_depth,
+        book_snapshot_s=settings.book_snapshot_s,
     )
     await Collector(config, bus).run(stop)
 
@@ -131,6 +139,13 @@ def binance_tapes(symbols: Sequence[str]) -> dict[str, Tape]:
     return {s: read_tape(BINANCE_TAPES[s]) for s in wanted}
 
 
+def binance_depth(symbols: Sequence[str]) -> dict[str, DepthCapture]:
+    """The bundled real Binance depth captures of ``symbols`` (those that have one)."""
+    from data.replay.depth import read_depth_capture
+
+    return {s: read_depth_capture(BINANCE_DEPTH[s]) for s in symbols if s in BINANCE_DEPTH}
+
+
 async def start_demo_replay(settings: Settings, symbols: Sequence[str] | None = None) -> MarketSource:
     """Start the bundled replay in this process (looping, ``settings.replay_speed``), speaking the protocol
     of ``settings.exchange``: OKX serves tapes synthesised from real candles, Binance the real Binance tapes."""
@@ -138,17 +153,18 @@ async def start_demo_replay(settings: Settings, symbols: Sequence[str] | None = 
 
     binance = settings.exchange == "binance"
     tapes = await asyncio.to_thread(binance_tapes if binance else demo_tapes, symbols or settings.symbols)
+    depth = await asyncio.to_thread(binance_depth, tapes) if binance else {}
     history = 0 if binance else DEMO_HISTORY_MS
     protocol = settings.exchange
     server = ReplayServer(tapes, speed=settings.replay_speed, loop=True, port=settings.replay_port,
-                          history_ms=history, protocol=protocol)
+                          history_ms=history, protocol=protocol, depth=depth)
     try:
         await server.start()
     except OSError:
         log.warning("replay: port %s busy, using a free port", settings.replay_port)
         await server.close()
         server = ReplayServer(tapes, speed=settings.replay_speed, loop=True, port=0, history_ms=history,
-                              protocol=protocol)
+                              protocol=protocol, depth=depth)
         await server.start()
     log.info("replay: serving %s as %s on %s (speed %sx)", ",".join(tapes), protocol, server.ws_url,
              settings.replay_speed)

@@ -4,6 +4,7 @@ Channels (without the optional ``REDIS_PREFIX``):
 
 * ``candles.<exchange>.<symbol>.<timeframe>``         closed candles (final, or revised by a late trade)
 * ``candle_updates.<exchange>.<symbol>.<timeframe>``  the forming candle, throttled
+* ``books.<exchange>.<symbol>``                       the best levels of a live order book, throttled
 * ``signals.<exchange>.<symbol>.<timeframe>``         strategy signals
 * ``fills.<bot>``                                     paper fills of one bot
 * ``bot_events.<bot>``                                bot lifecycle and risk events
@@ -16,6 +17,7 @@ from config.domain import Timeframe
 
 CANDLES = "candles"
 CANDLE_UPDATES = "candle_updates"
+BOOKS = "books"
 SIGNALS = "signals"
 FILLS = "fills"
 BOT_EVENTS = "bot_events"
@@ -28,6 +30,10 @@ def candles(exchange: str, symbol: str, timeframe: Timeframe | str) -> str:
 
 def candle_updates(exchange: str, symbol: str, timeframe: Timeframe | str) -> str:
     return f"{CANDLE_UPDATES}.{exchange}.{symbol}.{Timeframe(timeframe).value}"
+
+
+def books(exchange: str, symbol: str) -> str:
+    return f"{BOOKS}.{exchange}.{symbol}"
 
 
 def signals(exchange: str, symbol: str, timeframe: Timeframe | str) -> str:

@@ -14,9 +14,12 @@ from config.domain import Candle
 from data.okx.frames import WireTrade
 
 if TYPE_CHECKING:
+    from data.binance.depth import BinanceBookStream
+    from data.books import Book
     from data.streams import TradeStreamBase
 
 EXCHANGES = ("okx", "binance")
+BOOK_EXCHANGES = ("binance",)  # venues whose order books the collector keeps (data.bookkeeper)
 
 
 class MarketRest(Protocol):
@@ -63,3 +66,18 @@ def make_stream(exchange: str, ws_url: str, symbols: Sequence[str],
 
     return OkxTradeStream(ws_url, symbols, on_trades, **options)  # type: ignore[arg-type]
 
+
+
+def make_book_stream(exchange: str, ws_url: str, rest: MarketRest, symbols: Sequence[str],
+                     on_book: Callable[[str, Book, int, int | None], None], *,
+                     perp_ws_url: str | None = None) -> BinanceBookStream:
+    """The venue's order-book stream (``rest`` fetches its snapshots); only venues in :data:`BOOK_EXCHANGES`."""
+    if check_exchange(exchange) not in BOOK_EXCHANGES:
+        raise ValueError(f"order books are kept on {', '.join(BOOK_EXCHANGES)} only, not {exchange!r}")
+    from data.binance.depth import BinanceBookStream
+    from data.binance.frames import Kind
+    from data.binance.rest import BinanceRest
+
+    assert isinstance(rest, BinanceRest)
+    urls = {Kind.SPOT: ws_url, **({Kind.USDM: perp_ws_url} if perp_ws_url else {})}
+    return BinanceBookStream(urls, rest, symbols, on_book)

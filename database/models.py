@@ -109,6 +109,21 @@ class CandleRow(Base):
     trade_count: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class BookSnapshotRow(Base):
+    """The best levels of one market's order book at one moment, stored every ``BOOK_SNAPSHOT_S`` seconds by
+    :class:`data.bookkeeper.BookKeeper`: ``bids`` high to low and ``asks`` low to high, ``[[price, size], ...]``."""
+
+    __tablename__ = "book_snapshots"
+    # The primary key (exchange, symbol, ts) is the time-range index (on TimescaleDB: a hypertable on ts).
+
+    exchange: Mapped[str] = mapped_column(String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    bids: Mapped[list[list[float]]] = mapped_column(JSON)
+    asks: Mapped[list[list[float]]] = mapped_column(JSON)
+    update_id: Mapped[int | None] = mapped_column(BigInteger)  # the venue's sequence id, when it has one
+
+
 # ---------------------------------------------------------------------------- live (paper) trading
 
 

@@ -17,6 +17,7 @@ decode raises :class:`~config.errors.MalformedMessageError` whose ``kind`` group
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
@@ -25,6 +26,7 @@ import msgspec
 
 from config.domain import Candle, Side, Timeframe
 from config.errors import MalformedMessageError, TcpDashboardError
+from data.books import DepthEvent
 from data.okx.frames import WireTrade
 
 EXCHANGE = "binance"
@@ -104,6 +106,23 @@ class Reply:
         return self.code is None
 
 
+def _payload(raw: bytes | str, wanted_stream: Callable[[str], bool], event: str) -> bytes | str | Reply | None:
+    """The event of one frame (a combined-stream envelope's ``data`` or a raw event), if it is of the stream
+    ``wanted_stream`` accepts (raw: of type ``event``); a :class:`Reply`; ``None`` for other streams."""
+    try:
+        frame = _envelope_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        kind = "not_object" if str(exc).startswith("Expected `object`") else "not_json"
+        raise MalformedMessageError(kind, f"{exc}; frame starts {_head(raw)!r}") from None
+    if len(frame.data):
+        return frame.data if frame.stream is not None and wanted_stream(frame.stream) else None
+    if frame.e is not None:
+        return raw if frame.e == event else None
+    if frame.code is not None or frame.result is not msgspec.UNSET:
+        return Reply(frame.id, frame.code, frame.msg or "")
+    raise MalformedMessageError("unexpected_frame", f"neither a stream event nor a reply: {_head(raw)!r}")
+
+
 def decode_frame(raw: bytes | str, names: dict[str, str]) -> tuple[str, WireTrade] | Reply | None:
     """One frame of a Binance public socket.
 
@@ -111,23 +130,9 @@ def decode_frame(raw: bytes | str, names: dict[str, str]) -> tuple[str, WireTrad
     for a trade, a :class:`Reply` for a request's answer or error, ``None`` for other streams' events
     (book tickers, depth…), which this parser does not handle. Raises :class:`MalformedMessageError`.
     """
-    try:
-        frame = _envelope_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
-        kind = "not_object" if str(exc).startswith("Expected `object`") else "not_json"
-        raise MalformedMessageError(kind, f"{exc}; frame starts {_head(raw)!r}") from None
-    if len(frame.data):
-        if frame.stream is None or not frame.stream.endswith("@trade"):
-            return None
-        payload: bytes | str = frame.data
-    elif frame.e is not None:
-        if frame.e != "trade":
-            return None
-        payload = raw
-    elif frame.code is not None or frame.result is not msgspec.UNSET:
-        return Reply(frame.id, frame.code, frame.msg or "")
-    else:
-        raise MalformedMessageError("unexpected_frame", f"neither a stream event nor a reply: {_head(raw)!r}")
+    payload = _payload(raw, lambda stream: stream.endswith("@trade"), "trade")
+    if payload is None or isinstance(payload, Reply):
+        return payload
     try:
         trade = _trade_decoder.decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -140,6 +145,39 @@ def decode_frame(raw: bytes | str, names: dict[str, str]) -> tuple[str, WireTrad
     if trade.X != "MARKET":
         raise MalformedMessageError("not_market_trade", f"{trade.X} trade {trade.t} of {trade.s} left out")
     return symbol, WireTrade(trade.t, trade.p, trade.q, Side.SELL if trade.m else Side.BUY, trade.T, symbol)
+
+
+class _Depth(msgspec.Struct, frozen=True, gc=False):
+    e: str
+    E: int
+    s: str
+    U: int
+    u: int
+    b: list[tuple[str, str]]
+    a: list[tuple[str, str]]
+    pu: int | None = None
+
+
+_depth_decoder = msgspec.json.Decoder(_Depth)
+
+
+def decode_depth_frame(raw: bytes | str, names: dict[str, str]) -> tuple[str, DepthEvent, int] | Reply | None:
+    """One frame of a socket subscribed to ``<symbol>@depth@100ms``: ``(symbol, event, event time ms)`` for a
+    ``depthUpdate``, a :class:`Reply`, or ``None`` for another stream's event. Raises
+    :class:`MalformedMessageError` (kinds ``not_json``, ``bad_depth``, ``unknown_symbol``...)."""
+    payload = _payload(raw, lambda stream: "@depth" in stream, "depthUpdate")
+    if payload is None or isinstance(payload, Reply):
+        return payload
+    try:
+        d = _depth_decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedMessageError("bad_depth", f"{exc}; frame starts {_head(raw)!r}") from None
+    if d.e != "depthUpdate" or d.u < d.U:
+        raise MalformedMessageError("bad_depth", f"event {d.e!r}, U {d.U} > u {d.u}: {_head(raw)!r}")
+    symbol = names.get(d.s)
+    if symbol is None:
+        raise MalformedMessageError("unknown_symbol", f"a depth update of {d.s!r}, not subscribed here")
+    return symbol, DepthEvent(d.U, d.u, d.b, d.a, d.pu), d.E
 
 
 def _head(raw: bytes | str, size: int = 120) -> str:
@@ -224,3 +262,23 @@ def parse_symbols(raw: bytes | str, kind: Kind) -> list[str]:
         return [f"{s['baseAsset']}-{s['quoteAsset']}" for s in rows]
     except (TypeError, KeyError, AttributeError) as exc:
         raise MalformedMessageError("bad_rest_body", f"exchangeInfo: {exc}; body starts {_head(raw)!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class DepthSnapshot:
+    """A REST ``depth`` body: the update id it holds through and the levels as sent."""
+
+    last_update_id: int
+    bids: list[list[str]]
+    asks: list[list[str]]
+
+
+def parse_depth_snapshot(raw: bytes | str) -> DepthSnapshot:
+    body = _body(raw, "depth")
+    try:
+        snapshot = DepthSnapshot(int(body["lastUpdateId"]), list(body["bids"]), list(body["asks"]))
+        for level in (*snapshot.bids, *snapshot.asks):
+            float(level[0]), float(level[1])
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise MalformedMessageError("bad_rest_body", f"depth: {exc!r}; body starts {_head(raw)!r}") from None
+    return snapshot

@@ -12,8 +12,10 @@ import logging
 
 from config.domain import Candle
 from data.binance.frames import (
+    DepthSnapshot,
     Kind,
     market,
+    parse_depth_snapshot,
     parse_historical_trades,
     parse_klines,
     parse_server_time,
@@ -26,9 +28,9 @@ log = logging.getLogger(__name__)
 
 PATHS = {
     Kind.SPOT: {"klines": "/api/v3/klines", "trades": "/api/v3/historicalTrades", "time": "/api/v3/time",
-                "info": "/api/v3/exchangeInfo"},
+                "info": "/api/v3/exchangeInfo", "depth": "/api/v3/depth"},
     Kind.USDM: {"klines": "/fapi/v1/klines", "trades": "/fapi/v1/historicalTrades", "time": "/fapi/v1/time",
-                "info": "/fapi/v1/exchangeInfo"},
+                "info": "/fapi/v1/exchangeInfo", "depth": "/fapi/v1/depth"},
 }
 KLINE_LIMIT = 1000  # both APIs: at most 1000 rows a page (klines weigh 2-5 by limit; trades 25 / 20)
 TRADE_LIMIT = 1000
@@ -57,6 +59,12 @@ class BinanceRest:
 
     async def server_time_ms(self, kind: Kind = Kind.SPOT) -> int:
         return parse_server_time(await self._get(kind, "time", {}))
+
+    async def depth_snapshot(self, symbol: str, limit: int = 1000) -> DepthSnapshot:
+        """The book snapshot the depth stream is sequenced against (``lastUpdateId``, levels as sent)."""
+        m = market(symbol)
+        return parse_depth_snapshot(await self._get(m.kind, "depth", {"symbol": m.venue_symbol,
+                                                                      "limit": str(limit)}))
 
     async def minute_candles(self, symbol: str, start_ms: int, end_ms: int) -> list[Candle]:
         """Complete 1m candles with ``start_ms <= open < end_ms``, oldest first."""

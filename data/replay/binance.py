@@ -8,8 +8,13 @@ one of them, or has no integer id, gets ``{"code":2,"msg":"Invalid request: ..."
 unknown market is accepted and stays silent, as on Binance. A symbol ending ``-SWAP`` is served on the
 USDⓈ-M endpoints (its frames carry ``"X":"MARKET"``), the others on spot.
 
+Order books (when the server has a depth capture of the market, :mod:`data.replay.depth`): the streams
+``<pair>@depth`` and ``<pair>@depth@<speed>`` all send the captured events (the capture's update rate, whatever
+the speed asked), and REST ``depth`` (``limit``, default 100 spot / 500 USDⓈ-M, at most 5000 / 1000) answers
+the exchange's book at the market time.
+
 REST (``/api/v3`` spot, ``/fapi/v1`` USDⓈ-M): ``klines`` (1m only, oldest first, the forming minute
-included as Binance does), ``historicalTrades`` (``fromId``), ``time``, ``exchangeInfo``. Errors use
+included as Binance does), ``historicalTrades`` (``fromId``), ``time``, ``exchangeInfo``, ``depth``. Errors use
 Binance's shape: ``{"code":-1121,"msg":"Invalid symbol."}`` with HTTP 400; :meth:`ReplayServer.fail_rest`
 answers 429 with code -1003.
 """
@@ -29,6 +34,8 @@ USDM_PREFIX = "/usdm"
 KLINE_LIMIT = 1000
 TRADE_LIMIT = 1000
 _API = {False: "/api/v3", True: "/fapi/v1"}
+DEPTH_STREAMS = ("depth", "depth@100ms", "depth@0ms", "depth@250ms", "depth@500ms", "depth@1000ms")
+DEPTH_LIMIT = {False: (100, 5000), True: (500, 1000)}  # (default, most) levels per side
 
 
 def venue_symbol(symbol: str) -> str:
@@ -53,6 +60,7 @@ class BinanceProtocol:
             app.router.add_get(f"{api}/historicalTrades", self._rest(usdm, self._trades))
             app.router.add_get(f"{api}/time", self._rest(usdm, self._time))
             app.router.add_get(f"{api}/exchangeInfo", self._rest(usdm, self._info))
+            app.router.add_get(f"{api}/depth", self._rest(usdm, self._depth))
 
     # ------------------------------------------------------------------ WebSocket
 
@@ -110,11 +118,17 @@ class BinanceProtocol:
             (streams.add if add else streams.discard)(name)
             pair, _, channel = name.partition("@")
             symbol = self.names.get((conn.usdm, pair.upper()))
-            if symbol is None or channel != "trade":
+            if symbol is None:
                 continue  # Binance accepts any well-formed stream name; ours stay silent
-            (conn.symbols.add if add else conn.symbols.discard)(symbol)
+            if channel == "trade":
+                (conn.symbols.add if add else conn.symbols.discard)(symbol)
+            elif channel in DEPTH_STREAMS and symbol in self.server.depth_feeds:
+                if add:
+                    conn.depth[symbol] = name
+                else:
+                    conn.depth.pop(symbol, None)
         self.server._subscribers_changed.set()
-        if conn.symbols:
+        if conn.symbols or conn.depth:
             self.server._started.set()
 
     # ------------------------------------------------------------------ REST
@@ -169,6 +183,20 @@ class BinanceProtocol:
         server = self.server
         rows = server.feeds[symbol].trades_from(server.market_ms(symbol), from_id, limit)
         return web.json_response(rows)
+
+    def _depth(self, request: web.Request, usdm: bool) -> web.Response:
+        symbol = self._symbol(request, usdm)
+        if isinstance(symbol, web.Response):
+            return symbol
+        feed = self.server.depth_feeds.get(symbol)
+        if feed is None:
+            return web.json_response({"code": -1121, "msg": "Invalid symbol (the replay has no book of it)."},
+                                     status=400)
+        default, most = DEPTH_LIMIT[usdm]
+        limit = int(request.query.get("limit", default))
+        if not 1 <= limit <= most:
+            return web.json_response({"code": -1100, "msg": f"limit must be 1..{most}"}, status=400)
+        return web.json_response(feed.snapshot(limit, self.server.market_ms(symbol)))
 
     def _time(self, request: web.Request, usdm: bool) -> web.Response:
         server = self.server

@@ -22,9 +22,11 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import orjson
 from aiohttp import WSMsgType, web
 
 from data.replay import binance
+from data.replay.depth import DepthCapture, DepthFeed
 from data.replay.market import Feed
 from data.replay.tape import Tape
 
@@ -43,10 +45,12 @@ class ReplayStats:
     pings: int = 0
     rest_requests: int = 0
     trades_sent: dict[str, int] = field(default_factory=dict)
+    depth_sent: dict[str, int] = field(default_factory=dict)
+    depth_dropped: dict[str, int] = field(default_factory=dict)
 
 
 class _Conn:
-    __slots__ = ("ws", "transport", "conn_id", "symbols", "last_activity", "combined", "usdm")
+    __slots__ = ("ws", "transport", "conn_id", "symbols", "last_activity", "combined", "usdm", "depth")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, conn_id: str,
                  now: float, *, combined: bool = False, usdm: bool = False) -> None:
@@ -57,6 +61,7 @@ class _Conn:
         self.last_activity = now
         self.combined = combined  # Binance: /stream (envelopes) rather than /ws (raw events)
         self.usdm = usdm  # Binance: the USDⓈ-M endpoint
+        self.depth: dict[str, str] = {}  # Binance: symbol -> the depth stream name subscribed
 
 
 class _Runner:
@@ -78,7 +83,8 @@ class ReplayServer:
 
     def __init__(self, tapes: Mapping[str, Tape], *, speed: float = 1.0, loop: bool = False,
                  host: str = "127.0.0.1", port: int = 0, history_ms: int = 0, idle_timeout: float = 30.0,
-                 max_push_trades: int = MAX_PUSH_TRADES, passes: int | None = None, protocol: str = "okx") -> None:
+                 max_push_trades: int = MAX_PUSH_TRADES, passes: int | None = None, protocol: str = "okx",
+                 depth: Mapping[str, DepthCapture] | None = None) -> None:
         if speed < 0:
             raise ValueError(f"speed must be >= 0, got {speed}")
         if protocol not in PROTOCOLS:
@@ -90,6 +96,13 @@ class ReplayServer:
         self.max_push_trades = max_push_trades
         self.feeds = {s: Feed(s, t, loop=loop, history_ms=history_ms, passes=passes) for s, t in tapes.items()}
         self._runners = {s: _Runner(f) for s, f in self.feeds.items()}
+        unknown = set(depth or ()) - set(self.feeds)
+        if unknown:
+            raise ValueError(f"depth captures need a tape of the same symbol: {', '.join(sorted(unknown))}")
+        if depth and protocol != "binance":
+            raise ValueError("the replay serves order books on the Binance protocol only")
+        self.depth_feeds = {s: DepthFeed(c, shift_ms=self.feeds[s].shift_ms) for s, c in (depth or {}).items()}
+        self._depth_drops: dict[str, int] = {}
         self._requested_port = port
         self._conns: set[_Conn] = set()
         self._conn_ids = itertools.count(1)
@@ -106,7 +119,8 @@ class ReplayServer:
         self.refuse_subscriptions = False
         self.trade_history_limit: int | None = None  # REST history-trades reaches back only this many ids
         self.ack_delay = 0.0  # > 0: subscribe acks are sent this late, trade pushes start at once
-        self.stats = ReplayStats(trades_sent={s: 0 for s in self.feeds})
+        self.stats = ReplayStats(trades_sent={s: 0 for s in self.feeds}, depth_sent={s: 0 for s in self.depth_feeds},
+                                 depth_dropped={s: 0 for s in self.depth_feeds})
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -143,6 +157,8 @@ class ReplayServer:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         for symbol in self.feeds:
             self._tasks.append(asyncio.create_task(self._run_feed(symbol), name=f"replay {symbol}"))
+        for symbol in self.depth_feeds:
+            self._tasks.append(asyncio.create_task(self._run_depth(symbol), name=f"replay depth {symbol}"))
         self._tasks.append(asyncio.create_task(self._idle_watchdog(), name="replay idle"))
         return self
 
@@ -189,6 +205,11 @@ class ReplayServer:
     def fail_rest(self, times: int, code: str = "50011", status: int = 429) -> None:
         """Answer the next ``times`` REST requests with an OKX error (default: rate limited)."""
         self._rest_failures.extend([(status, code)] * times)
+
+    def drop_depth(self, symbol: str, count: int = 1) -> None:
+        """Do not send the next ``count`` depth updates of ``symbol`` (the exchange's book still applies them):
+        a sequence gap for every client."""
+        self._depth_drops[symbol] = self._depth_drops.get(symbol, 0) + count
 
     def pause(self) -> None:
         """Stop the market clock (nothing is sent until :meth:`resume`)."""
@@ -262,6 +283,46 @@ class ReplayServer:
                 end = feed.group_end(runner.cursor, limit, self.max_push_trades, same_ts_side=True)
                 await self._deliver(symbol, runner.cursor, end)
                 runner.cursor = end
+
+    async def _run_depth(self, symbol: str) -> None:
+        """Send ``symbol``'s depth events as the market clock passes their event time."""
+        feed, trades = self.depth_feeds[symbol], self.feeds[symbol]
+        passes = 1 if not trades.loop else (None if trades.end_index is None else trades.end_index // trades.size)
+        end = None if passes is None else feed.size * passes
+        await self._started.wait()
+        index = 0
+        while end is None or index < end:
+            await self._running.wait()
+            market = self.market_ms(symbol)
+            while (end is None or index < end) and feed.ts(index) <= market:
+                event = feed.event(index)
+                feed.sent(index, event)
+                index += 1
+                if self._depth_drops.get(symbol):
+                    self._depth_drops[symbol] -= 1
+                    self.stats.depth_dropped[symbol] += 1
+                    continue
+                await self._send_depth(symbol, event)
+            await asyncio.sleep(0.02)
+
+    async def _send_depth(self, symbol: str, event: dict[str, object]) -> None:
+        if self._stalled():
+            return
+        self.stats.depth_sent[symbol] += 1
+        raw: str | None = None
+        for conn in list(self._conns):
+            stream = conn.depth.get(symbol)
+            if stream is None or conn.ws.closed:
+                continue
+            if conn.combined:
+                text = orjson.dumps({"stream": stream, "data": event}).decode()
+            else:
+                raw = raw or orjson.dumps(event).decode()
+                text = raw
+            try:
+                await conn.ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                self._conns.discard(conn)
 
     def _has_subscribers(self, symbol: str) -> bool:
         return any(symbol in c.symbols for c in self._conns)

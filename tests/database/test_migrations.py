@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_TABLES = {
     "instruments", "trades", "candles", "bots", "signals", "orders", "fills", "positions",
     "equity_snapshots", "bot_events", "strategy_runs", "strategy_signals", "backtest_trades",
-    "system_events", "component_health", "api_credentials",
+    "system_events", "component_health", "api_credentials", "book_snapshots",
 }
 
 
