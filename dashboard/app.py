@@ -11,10 +11,10 @@ from dash import Dash, Input, Output, State, dcc, html
 
 from dashboard import ids
 from dashboard.context import DashboardContext
-from dashboard.pages import backtests, bots, market, system
+from dashboard.pages import backtests, bots, market, spreads, system
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-PAGES: tuple[ModuleType, ...] = (market, bots, backtests, system)
+PAGES: tuple[ModuleType, ...] = (market, bots, backtests, spreads, system)
 
 
 def build_app(context: DashboardContext) -> Dash:

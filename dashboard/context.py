@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
+from dashboard.books import LiveBookCache
 from dashboard.live import LiveCandleCache
 from data.bus import Bus
 from database.engine import session_scope
@@ -52,6 +53,7 @@ class DashboardContext:
     session_factory: sessionmaker[Session]
     live: LiveCandleCache
     bus: Bus | None = None
+    books: LiveBookCache = field(default_factory=LiveBookCache)
     backtest_workers: int = 1
     memo: TtlCache = field(default_factory=lambda: TtlCache(15.0))
     started_at: float = field(default_factory=time.time)

@@ -82,3 +82,9 @@ BT_EXPORT = "bt-export"
 BT_DOWNLOAD = "bt-download"
 BT_COMPARE = "bt-compare"
 BT_COMPARE_VIEW = "bt-compare-view"
+
+# ---------------------------------------------------------------------------- spreads page
+SPREADS_INTERVAL = "spreads-interval"
+SPREADS_TABLE = "spreads-table"
+SPREADS_BASIS = "spreads-basis"
+SPREADS_BOOKS = "spreads-books"

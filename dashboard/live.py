@@ -7,8 +7,9 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from config.domain import Candle, Timeframe
 from data import topics
@@ -105,7 +106,19 @@ class LiveCandleCache:
 
 async def consume_candles(bus: Bus, cache: LiveCandleCache, stop: asyncio.Event) -> None:
     """Copy closed and forming candles from the bus into ``cache`` until ``stop`` is set."""
-    subscription = await bus.subscribe(topics.pattern(topics.CANDLE_UPDATES), topics.pattern(topics.CANDLES))
+    await copy_from_bus(bus, (topics.pattern(topics.CANDLE_UPDATES), topics.pattern(topics.CANDLES)),
+                        lambda message: cache.update(candle_from_message(message)), cache, stop, "candle")
+
+
+class _Counts(Protocol):
+    rejected: int
+
+
+async def copy_from_bus(bus: Bus, patterns: Sequence[str], accept: Callable[[dict[str, Any]], None],
+                        counts: _Counts, stop: asyncio.Event, what: str) -> None:
+    """Hand every message on ``patterns`` to ``accept`` until ``stop`` is set; a malformed one (``accept``
+    raises ``KeyError``/``TypeError``/``ValueError``) is counted in ``counts.rejected``, logged and skipped."""
+    subscription = await bus.subscribe(*patterns)
     try:
         while not stop.is_set():
             item = await subscription.get(timeout=0.25)
@@ -113,10 +126,10 @@ async def consume_candles(bus: Bus, cache: LiveCandleCache, stop: asyncio.Event)
                 continue
             channel, message = item
             try:
-                cache.update(candle_from_message(message))
+                accept(message)
             except (KeyError, TypeError, ValueError) as exc:
-                cache.rejected += 1
-                log.warning("dashboard: ignored a malformed candle on %s: %s", channel, exc)
+                counts.rejected += 1
+                log.warning("dashboard: ignored a malformed %s on %s: %s", what, channel, exc)
     finally:
         await subscription.close()
 

@@ -19,6 +19,7 @@ from config.domain import Timeframe
 from config.settings import Settings
 from dashboard.app import build_app
 from dashboard.auth import install_basic_auth, require_credentials
+from dashboard.books import consume_books, poll_books
 from dashboard.context import DashboardContext
 from dashboard.live import LiveCandleCache, consume_candles
 from dashboard.security import allowed_hosts, install_request_guard
@@ -100,8 +101,9 @@ async def serve_dashboard(settings: Settings, bus: Bus | None, stop: asyncio.Eve
                           on_listening: Callable[[str], None] | None = None) -> None:
     """Serve the dashboard until ``stop`` is set.
 
-    The web server runs in a thread; this coroutine copies candle updates from ``bus`` into the
-    app's live cache (or, without a bus, polls the database for the markets being watched).
+    The web server runs in a thread; this coroutine copies candle updates and book tops from ``bus`` into the
+    app's live caches (or, without a bus, polls the database for the markets being watched and the newest
+    book snapshots).
     ``port`` overrides ``DASHBOARD_PORT`` (0 picks a free port); ``on_listening`` receives the URL.
     """
     app = create_app(settings, bus=bus, session_factory=session_factory)
@@ -112,13 +114,15 @@ async def serve_dashboard(settings: Settings, bus: Bus | None, stop: asyncio.Eve
     if on_listening is not None:
         on_listening(server.url)
     feed = consume_candles(bus, context.live, stop) if bus is not None else poll_database(context, stop)
-    task = asyncio.create_task(feed, name="dashboard-live")
+    books = consume_books(bus, context.books, stop) if bus is not None else poll_books(context, stop)
+    tasks = [asyncio.create_task(feed, name="dashboard-live"), asyncio.create_task(books, name="dashboard-books")]
     try:
         await stop.wait()
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await asyncio.to_thread(server.stop)
         await asyncio.to_thread(context.close)
         log.info("dashboard stopped")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -33,6 +33,19 @@ def get_book_snapshots(session: Session, exchange: str, symbol: str, start_ms: i
         query = query.where(BookSnapshotRow.ts >= ms_to_datetime(start_ms))
     if end_ms is not None:
         query = query.where(BookSnapshotRow.ts < ms_to_datetime(end_ms))
-    return [BookTop(r.exchange, r.symbol, datetime_to_ms(r.ts), tuple((float(p), float(s)) for p, s in r.bids),
-                    tuple((float(p), float(s)) for p, s in r.asks), r.update_id)
-            for r in session.scalars(query.order_by(BookSnapshotRow.ts))]
+    return [_top(r) for r in session.scalars(query.order_by(BookSnapshotRow.ts))]
+
+
+def latest_book_snapshots(session: Session) -> list[BookTop]:
+    """The newest stored snapshot of every market."""
+    newest = (select(BookSnapshotRow.exchange, BookSnapshotRow.symbol, func.max(BookSnapshotRow.ts).label("ts"))
+              .group_by(BookSnapshotRow.exchange, BookSnapshotRow.symbol).subquery())
+    rows = session.scalars(select(BookSnapshotRow).join(newest, (BookSnapshotRow.exchange == newest.c.exchange)
+                                                        & (BookSnapshotRow.symbol == newest.c.symbol)
+                                                        & (BookSnapshotRow.ts == newest.c.ts)))
+    return [_top(r) for r in rows]
+
+
+def _top(r: BookSnapshotRow) -> BookTop:
+    return BookTop(r.exchange, r.symbol, datetime_to_ms(r.ts), tuple((float(p), float(s)) for p, s in r.bids),
+                   tuple((float(p), float(s)) for p, s in r.asks), r.update_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from selenium.webdriver.remote.webdriver import WebDriver
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.domain import Candle
@@ -12,6 +13,7 @@ from config.settings import Settings, load_settings
 from dashboard.context import DashboardContext
 from dashboard.live import LiveCandleCache
 from database.engine import make_engine, make_session_factory
+from tests.dashboard.browser import start_chromium
 from tests.dashboard.builders import fixture_candles, seed_candles
 
 SEEDED = 3_000
@@ -40,3 +42,11 @@ def settings(pg_clean: str) -> Settings:
 @pytest.fixture
 def context(settings: Settings, sessions: sessionmaker[Session]) -> DashboardContext:
     return DashboardContext(settings, sessions, LiveCandleCache())
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    """One headless Chromium per test module (1280 x 900)."""
+    driver = start_chromium(1280, 900)
+    yield driver
+    driver.quit()

@@ -17,7 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import redis
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -31,13 +30,12 @@ from tests.conftest import REDIS_URL, create_pg_database, drop_pg_database
 from tests.dashboard.browser import (
     chart_candles,
     console_errors,
-    start_chromium,
     wait_dash_idle,
     wait_for,
     wait_visible,
 )
 from tests.dashboard.builders import fixture_candles, seed_candles
-from tests.dashboard.platform import Platform
+from tests.dashboard.platform import Platform, redis_client
 
 pytestmark = pytest.mark.browser
 SEEDED = 3_000
@@ -55,11 +53,7 @@ def database() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def platform(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis is not reachable at {REDIS_URL} ({exc})", pytrace=False)
+    client = redis_client(REDIS_URL)
     prefix = f"test:{uuid.uuid4().hex[:10]}:"
     settings = load_settings({"DATABASE_URL": database, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix,
                               "BOTS_DIR": str(tmp_path_factory.mktemp("bots")), "TIMEFRAMES": "1m,5m,15m,1h"})
@@ -74,13 +68,6 @@ def platform(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     for key in client.scan_iter(f"{prefix}*"):
         client.delete(key)
     client.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    driver = start_chromium(1280, 900)
-    yield driver
-    driver.quit()
 
 
 def open_page(browser: WebDriver, platform: Platform, path: str, ready_css: str) -> None:

@@ -7,22 +7,19 @@ Set ``DASHBOARD_SCREENSHOTS=<folder>`` to save screenshots of the live market an
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from config.domain import Timeframe
-from config.settings import load_settings
-from database.engine import make_engine, make_session_factory, session_scope
-from database.migrate import upgrade
+from database.engine import session_scope
 from database.repositories.market import count_candles, get_candles
-from tests.conftest import REDIS_URL, create_pg_database, drop_pg_database
-from tests.dashboard.browser import chart_candles, console_errors, start_chromium, wait_for, wait_visible
+from tests.conftest import REDIS_URL
+from tests.dashboard.browser import chart_candles, console_errors, wait_for, wait_visible
 from tests.dashboard.platform import Platform
+from tests.dashboard.platform import replay_platform as running_replay
 from tests.dashboard.test_browser import open_page, shot
 
 pytestmark = pytest.mark.browser
@@ -31,45 +28,19 @@ SYMBOL = "BTC-USDT"
 
 @pytest.fixture(scope="module")
 def replay_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis is not reachable at {REDIS_URL} ({exc})", pytrace=False)
-    url = create_pg_database("tcp_dash_replay")
-    upgrade(url)
-    prefix = f"test:{uuid.uuid4().hex[:10]}:"
-    settings = load_settings({"DATABASE_URL": url, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix,
-                              "BOTS_DIR": str(tmp_path_factory.mktemp("bots")), "SYMBOLS": SYMBOL,
-                              "TIMEFRAMES": "1m,5m,15m,1h", "STORE_RAW_TRADES": "false"})
-    engine = make_engine(url)
-    running = Platform(settings, make_session_factory(engine), REDIS_URL, prefix, replay_speed=30.0)
-    running.start()
-    try:
+    env = {"SYMBOLS": SYMBOL, "TIMEFRAMES": "1m,5m,15m,1h", "STORE_RAW_TRADES": "false"}
+    with running_replay("tcp_dash_replay", REDIS_URL, tmp_path_factory.mktemp("bots"), env,
+                        replay_speed=30.0) as running:
         deadline = time.monotonic() + 90
         while stored(running) < 100:
             assert time.monotonic() < deadline, "the collector stored no history from the replay"
             time.sleep(0.5)
         yield running
-    finally:
-        running.stop()
-        engine.dispose()
-        drop_pg_database(url)
-        for key in client.scan_iter(f"{prefix}*"):
-            client.delete(key)
-        client.close()
 
 
 def stored(platform: Platform) -> int:
     with session_scope(platform.sessions) as session:
         return count_candles(session, "okx", SYMBOL, Timeframe.M1)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    driver = start_chromium(1280, 900)
-    yield driver
-    driver.quit()
 
 
 def test_the_chart_shows_the_stored_candles_and_a_live_candle_moves_while_the_replay_runs(
