@@ -58,6 +58,7 @@ async def _platform() -> int:
     import logging
     import signal
 
+    from bot_manager.arbitrage_config import load_arbitrage_folder
     from bot_manager.config import load_bot_folder, load_portfolio
     from bot_manager.runtime import run_bots
     from bot_manager.signal_engine import SignalEngineService
@@ -77,6 +78,7 @@ async def _platform() -> int:
     watchers = []
     if settings.bots_dir.is_dir():  # a bad bot file stops everything before anything starts
         load_bot_folder(settings.bots_dir)
+        load_arbitrage_folder(settings.bots_dir)
         load_portfolio(settings.bots_dir)
         watchers = load_watchers(settings.bots_dir)
     upgrade(settings.effective_database_url)

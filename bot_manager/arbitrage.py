@@ -25,8 +25,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
-from bot_manager.broker import FeeModel, Fill, PaperBroker
+from bot_manager.broker import FeeModel, Fill, Order, PaperBroker
 from config.domain import BookTop, Side
 
 
@@ -161,6 +162,7 @@ class ArbitrageBot:
     trades_closed: int = field(default=0, init=False)
     rejections: list[tuple[Leg, str, str]] = field(default_factory=list, init=False)  # (leg, order id, why)
     decisions: list[Decision] = field(default_factory=list, init=False)
+    sent: list[tuple[int, Order]] = field(default_factory=list, init=False)  # (leg, order): the caller drains it
     _seq: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -240,8 +242,24 @@ class ArbitrageBot:
         self.trades_closed += 1
         self.decisions.append(Decision(ts, "close", trade.long, trade.short, -back.gross_bps))
 
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-safe state; :meth:`restore` on a bot built from the same config resumes it exactly."""
+        t = self.trade
+        return {"brokers": [b.snapshot() for b in self.brokers], "seq": self._seq,
+                "opened": self.trades_opened, "closed": self.trades_closed,
+                "trade": None if t is None else [t.long, t.short, t.entry_edge_bps, t.opened_ms]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for broker, saved in zip(self.brokers, state["brokers"], strict=True):
+            broker.restore(saved)
+        self._seq = int(state["seq"])
+        self.trades_opened, self.trades_closed = int(state["opened"]), int(state["closed"])
+        t = state.get("trade")
+        self.trade = None if t is None else _Trade(int(t[0]), int(t[1]), float(t[2]), int(t[3]))
+
     def _send(self, leg: int, side: Side, ts: int, reason: str, *, reduce_only: bool = False) -> None:
         self._seq += 1
         broker = self.brokers[leg]
-        broker.submit_market(f"{broker.order_id_prefix}{self._seq}", side, self.config.quantity, reason=reason,
-                             reduce_only=reduce_only, at_ms=ts)
+        self.sent.append((leg, broker.submit_market(f"{broker.order_id_prefix}{self._seq}", side,
+                                                    self.config.quantity, reason=reason, reduce_only=reduce_only,
+                                                    at_ms=ts)))

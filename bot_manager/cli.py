@@ -11,6 +11,7 @@ from pathlib import Path
 from config.settings import get_settings
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "bot_schema.json"
+ARBITRAGE_SCHEMA_PATH = SCHEMA_PATH.with_name("arbitrage_bot_schema.json")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -33,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         target.add_argument("--name")
         target.add_argument("--config", type=Path, metavar="PATH", help="the bot named in this file")
         command.set_defaults(func=_control, action=name)
-    schema = sub.add_parser("schema", help="print the bot JSON schema (--write updates config/bot_schema.json)")
+    schema = sub.add_parser("schema", help="print the bot JSON schema (--write updates config/bot_schema.json and "
+                                                "config/arbitrage_bot_schema.json)")
     schema.add_argument("--write", action="store_true")
     schema.set_defaults(func=_schema)
     sub.add_parser("run", help="run only the bot manager (bus + database from the settings)").set_defaults(
@@ -98,12 +100,14 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
+    from bot_manager.arbitrage_config import arbitrage_json_schema
     from bot_manager.config import bot_json_schema
 
     text = json.dumps(bot_json_schema(), indent=2) + "\n"
     if args.write:
         SCHEMA_PATH.write_text(text, encoding="utf-8")
-        print(f"wrote {SCHEMA_PATH}")
+        ARBITRAGE_SCHEMA_PATH.write_text(json.dumps(arbitrage_json_schema(), indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {SCHEMA_PATH} and {ARBITRAGE_SCHEMA_PATH}")
     else:
         print(text, end="")
     return 0

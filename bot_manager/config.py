@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Sequence
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -271,14 +272,18 @@ def check_strategy_of(config: BotConfig, source: str) -> None:
 
 def load_bot_text(text: str, source: str = "<bot config>", *, check_strategy: bool = True) -> BotConfig:
     """Parse JSON text into a :class:`BotConfig` (see :func:`parse_bot_config`)."""
+    return parse_bot_config(read_json_text(text, source), source, check_strategy=check_strategy)
+
+
+def read_json_text(text: str, source: str) -> Any:
+    """Decode a config file's JSON; bad JSON or a repeated key is a :class:`ConfigurationError`."""
     try:
-        data = loads_strict(text)
+        return loads_strict(text)
     except json.JSONDecodeError as exc:
         raise ConfigurationError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                                  source=source) from None
     except DuplicateKeyError as exc:
         raise ConfigurationError(str(exc), source=source, field=exc.path) from None
-    return parse_bot_config(data, source, check_strategy=check_strategy)
 
 
 def load_bot_file(path: Path | str, *, check_strategy: bool = True) -> BotConfig:
@@ -302,16 +307,19 @@ def load_bot_folder(folder: Path | str) -> list[tuple[Path, BotConfig]]:
     root = Path(folder)
     if not root.is_dir():
         raise ConfigurationError("bot folder not found", source=str(root))
-    loaded: list[tuple[Path, BotConfig]] = []
+    loaded = [(path, load_bot_file(path)) for path in bot_files(root)]
+    check_unique_names(loaded)
+    return loaded
+
+
+def check_unique_names(loaded: Sequence[tuple[Path, BotConfig | Any]]) -> None:
+    """Two files may not name the same bot."""
     seen: dict[str, Path] = {}
-    for path in bot_files(root):
-        config = load_bot_file(path)
+    for path, config in loaded:
         if config.name in seen:
             raise ConfigurationError(f"bot name {config.name!r} is already used by {seen[config.name]}",
                                      source=str(path), field="name")
         seen[config.name] = path
-        loaded.append((path, config))
-    return loaded
 
 
 def load_portfolio(folder: Path | str) -> PortfolioConfig:

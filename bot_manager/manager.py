@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot_manager.arbitrage_runner import STRATEGY as ARBITRAGE
 from bot_manager.config import PortfolioConfig, parse_bot_config
 from bot_manager.engine import BotEngine, BotEventRecord, BotStatus, CandleOutcome
 from bot_manager.recording import build_write, event_message, fill_message, signal_event
@@ -86,6 +87,7 @@ class BotManager:
         self.candles_processed = 0
         self.errors = 0
         self._portfolio_halted = False
+        self._elsewhere: set[str] = set()  # arbitrage bots: run by the ArbitrageRunner, not here
 
     # ------------------------------------------------------------------ loading and control
 
@@ -106,6 +108,9 @@ class BotManager:
         return out
 
     def _load(self, session: Session, row: Bot) -> _Bot | None:
+        if row.strategy == ARBITRAGE:  # book-driven: bot_manager.arbitrage_runner runs those
+            self._elsewhere.add(row.name)
+            return None
         try:
             config = parse_bot_config(row.config, f"bot {row.name!r} (database)", check_strategy=False)
             strategy = create_strategy(config.strategy, config.params)
@@ -162,7 +167,7 @@ class BotManager:
                     bot.status = target[1]
                     bot.engine.trading = False
                 out.append(_event(name, "status", f"now {target[1].value}"))
-        to_load += [n for n, (_, s) in names.items() if s in LOADED and n not in loaded]
+        to_load += [n for n, (_, s) in names.items() if s in LOADED and n not in loaded and n not in self._elsewhere]
         if to_load:
             touched: set[MarketKey] = set()
             with session_scope(self.sessions) as session:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bot_manager.arbitrage_config import arbitrage_json_schema
 from bot_manager.config import (
     MAX_LEVERAGE,
     bot_json_schema,
@@ -143,6 +144,8 @@ def test_the_published_schema_is_the_one_the_model_generates() -> None:
     published = json.loads((ROOT / "config" / "bot_schema.json").read_text())
     assert published == bot_json_schema()
     assert published["additionalProperties"] is False
+    arbitrage = json.loads((ROOT / "config" / "arbitrage_bot_schema.json").read_text())
+    assert arbitrage == arbitrage_json_schema() and arbitrage["additionalProperties"] is False
 
 
 def with_repeated_key(data: dict[str, Any], path: tuple[str, ...], value: Any) -> str:
