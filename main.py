@@ -69,7 +69,7 @@ async def _platform() -> int:
     from data.ops.metrics_feed import feed_metrics
     from data.ops.runtime import start_operations
     from data.ops.watch import watch_alerts
-    from data.service import resolve_market_source, run_market_data
+    from data.service import MarketSource, run_venues
     from database.engine import make_engine, make_session_factory
     from database.migrate import upgrade
 
@@ -90,11 +90,9 @@ async def _platform() -> int:
         loop.add_signal_handler(sig, stop.set)
 
     bus = make_bus(settings.redis_url, settings.redis_prefix)
-    source = await resolve_market_source(settings)
-    log.info("market source: %s (ws=%s rest=%s)", source.kind, source.ws_url, source.rest_url)
+    resolved: asyncio.Future[dict[str, MarketSource]] = loop.create_future()
     tasks = {
-        asyncio.create_task(run_market_data(settings, bus, stop, ws_url=source.ws_url,
-                                            rest_url=source.rest_url), name="collector"),
+        asyncio.create_task(run_venues(settings, bus, stop, on_sources=resolved.set_result), name="collectors"),
         asyncio.create_task(run_bots(settings, bus, stop), name="bots"),
         asyncio.create_task(serve_dashboard(settings, bus, stop), name="dashboard"),
         asyncio.create_task(watch_alerts(bus, operations.notifier, stop), name="alerts"),
@@ -104,10 +102,13 @@ async def _platform() -> int:
     if watchers:
         signal_service = SignalEngineService(build_signal_engine(watchers), make_session_factory(ops_engine))
         tasks.add(asyncio.create_task(signal_service.run(bus, stop), name="signal-engine"))
-    print(f"TCP Dashboard running: http://{settings.dashboard_host}:{settings.dashboard_port} "
-          f"(market source: {source.kind}); Ctrl-C to stop", flush=True)
     failed = 0
     try:
+        await asyncio.wait([resolved, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        if resolved.done():
+            kinds = ", ".join(f"{venue} {source.kind}" for venue, source in resolved.result().items())
+            print(f"TCP Dashboard running: http://{settings.dashboard_host}:{settings.dashboard_port} "
+                  f"(market source: {kinds}); Ctrl-C to stop", flush=True)
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
             if task.exception() is not None:
@@ -117,7 +118,6 @@ async def _platform() -> int:
         stop.set()
         await asyncio.wait(tasks, timeout=15)
     finally:
-        await source.close()
         await bus.close()
         log.info("platform stopped")
         operations.close()

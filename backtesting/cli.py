@@ -78,6 +78,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-file", help="CSV candles instead of the database")
     parser.add_argument("--funding-file", help="CSV of funding settlements (ts_ms, funding_rate): open positions "
                                                "pay or receive them (perpetual swaps)")
+    parser.add_argument("--funding-db", action="store_true",
+                        help="the funding settlements stored by the collector (funding_rates) of the market")
     parser.add_argument("--bot-config", type=Path, help="take the account and risk settings from a bot file")
     parser.add_argument("--cash", type=float, default=10_000.0, help="starting balance (quote currency)")
     parser.add_argument("--fee", type=float, default=0.001, help="fee per fill as a fraction (0.001 = 0.1%%)")
@@ -141,7 +143,7 @@ def build_request(args: argparse.Namespace) -> Any:
     values = {
         "strategy": args.strategy, "params": _json_arg(args.params, "--params"), "exchange": args.exchange,
         "symbol": args.symbol, "timeframe": timeframe, "data_file": args.data_file, "bot": bot,
-        "funding_file": args.funding_file,
+        "funding_file": args.funding_file, "funding_db": args.funding_db,
         "start": parse_time(args.start, "--start") if args.start else None,
         "end": parse_time(args.end, "--end") if args.end else None,
         "cash": args.cash, "fee": args.fee, "slippage_bps": args.slippage_bps, "size_fraction": args.size_fraction,

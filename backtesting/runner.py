@@ -16,6 +16,7 @@ from backtesting.result import BacktestResult
 from backtesting.spec import BacktestSpec
 from backtesting.vectorised import fast_path_blocker, run_fast
 from config.errors import ConfigurationError, StrategyError
+from database.repositories.derivatives import funding_settlements
 from strategies.base import BaseStrategy
 from strategies.registry import create_strategy
 
@@ -50,7 +51,26 @@ def load_data(spec: BacktestSpec, session: Session | None = None) -> Prepared:
     if start >= len(data):
         raise ConfigurationError(f"no candles to trade in the period (data {data.source or 'given'} has "
                                  f"{len(data)} rows before the start)", source="backtest")
-    return Prepared(data, start, read_funding_csv(spec.funding_file) if spec.funding_file else None)
+    return Prepared(data, start, _funding(spec, session))
+
+
+def _funding(spec: BacktestSpec, session: Session | None) -> FundingSeries | None:
+    """The settlements the run charges: a CSV file, or the collector's stored ``funding_rates``."""
+    if spec.funding_file and spec.funding_db:
+        raise ConfigurationError("give a funding file or the stored funding rates, not both", field="funding_db")
+    if spec.funding_file:
+        return read_funding_csv(spec.funding_file)
+    if not spec.funding_db:
+        return None
+    if session is None:
+        raise ConfigurationError("stored funding rates need a database session", field="funding_db")
+    bot = spec.bot
+    rows = funding_settlements(session, bot.exchange, bot.symbol)
+    if not rows:
+        raise ConfigurationError(f"no funding rates stored for {bot.exchange} {bot.symbol} (funding_rates is "
+                                 "filled by the collector of a -SWAP symbol)", field="funding_db")
+    return FundingSeries(np.array([t for t, _ in rows], dtype=np.int64), np.array([r for _, r in rows]),
+                         f"funding_rates of {bot.exchange} {bot.symbol}")
 
 
 def make_strategy(spec: BacktestSpec) -> BaseStrategy:

@@ -44,6 +44,7 @@ class BacktestRequest(BaseModel):
     end: datetime | None = None
     data_file: str | None = None
     funding_file: str | None = None
+    funding_db: bool = False
     cash: float = Field(default=10_000.0, gt=0)
     fee: float = Field(default=0.001, ge=0, lt=0.05)
     slippage_bps: float = Field(default=0.0, ge=0)
@@ -83,7 +84,7 @@ class BacktestRequest(BaseModel):
 
         create_strategy(bot.strategy, bot.params)  # unknown names and bad values fail now, not in a worker
         return BacktestSpec.model_validate({
-            "bot": bot, "data_file": self.data_file, "funding_file": self.funding_file,
+            "bot": bot, "data_file": self.data_file, "funding_file": self.funding_file, "funding_db": self.funding_db,
             "close_at_end": self.close_at_end, "path": self.path,
             "start_ms": None if self.start is None else datetime_to_ms(self.start),
             "end_ms": None if self.end is None else datetime_to_ms(self.end),

@@ -34,6 +34,7 @@ class BacktestSpec(BaseModel):
     bot: BotConfig
     data_file: str | None = None
     funding_file: str | None = None  # CSV of funding settlements (backtesting/funding.py): perp positions pay them
+    funding_db: bool = False  # the settlements of the stored funding_rates of the bot's market instead
     start_ms: int | None = None
     end_ms: int | None = None
     warmup_bars: int | None = Field(default=None, ge=0)

@@ -3,8 +3,11 @@
 * ``throughput``: ``replay --speed 0`` -> ``collect`` into PostgreSQL with raw trades stored, trades/s.
 * ``latency``: trade received -> closed candle published on Redis (written to PostgreSQL first), p50/p99.
 * ``rss``: collector resident memory with 50 symbols x 6 timeframes (a synthesised day each).
+* ``rss_all``: all the collectors together, 50 symbols: OKX (48 synthesised symbols) and Binance (the real
+  BTC-USDT spot and USDⓈ-M tapes, with both order books and the USDⓈ-M funding/liquidation stream), each its own
+  process; beside the same two processes with ``ORDER_BOOKS`` and ``MARKET_STATE`` off (the reference).
 
-    .venv/bin/python benchmarks/bench_collector_e2e.py [throughput|latency|rss ...]
+    .venv/bin/python benchmarks/bench_collector_e2e.py [throughput|latency|rss|rss_all|idle ...]
 """
 
 from __future__ import annotations
@@ -167,21 +170,27 @@ def _latency(closes: int, durable: bool) -> None:
           f"{'synchronous commit' if durable else 'synchronous_commit=off, the default'})")
 
 
-def rss(symbols: int = 50) -> None:
+def synthesised_day(folder: str, symbols: int) -> tuple[list[str], list[str]]:
+    """``symbols`` tapes of a day (2026-01-02) synthesised from the real candles, scaled apart: the replay's
+    ``--tape``/``--symbol`` arguments and the names."""
     from data.replay.synth import synthesise
     from data.service import DEMO_CANDLES
 
-    day = 1_767_312_000_000  # 2026-01-02
+    day = 1_767_312_000_000
+    args, names = [], []
+    for i in range(symbols):
+        name = f"S{i:02d}-USDT"
+        path = synthesise(DEMO_CANDLES, Path(folder) / f"{name}.csv.gz", seed=i, price_scale=1.0 / (i + 1),
+                          price_decimals=3, first_trade_id=1_000_000 * (i + 1), start_ms=day, end_ms=day + 86_400_000)
+        args += ["--tape", str(path), "--symbol", name]
+        names.append(name)
+    return args, names
+
+
+def rss(symbols: int = 50) -> None:
     db = Database()
     with tempfile.TemporaryDirectory() as tmp:
-        args, names = [], []
-        for i in range(symbols):
-            name = f"S{i:02d}-USDT"
-            path = synthesise(DEMO_CANDLES, Path(tmp) / f"{name}.csv.gz", seed=i, price_scale=1.0 / (i + 1),
-                              price_decimals=3, first_trade_id=1_000_000 * (i + 1), start_ms=day,
-                              end_ms=day + 86_400_000)
-            args += ["--tape", str(path), "--symbol", name]
-            names.append(name)
+        args, names = synthesised_day(tmp, symbols)
         from data.replay.tape import read_tape
 
         total = sum(len(read_tape(Path(tmp) / f"{n}.csv.gz")) for n in names)
@@ -211,6 +220,49 @@ def rss(symbols: int = 50) -> None:
           f"candles stored at --speed 0: RSS {final / 2**20:.0f} MB at the end, {peak / 2**20:.0f} MB peak (sampled)")
 
 
+def rss_all(okx_symbols: int = 48, seconds: float = 90.0) -> None:
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        args, names = synthesised_day(tmp, okx_symbols)
+        for label, extra in (("reference: trades and candles only", {"ORDER_BOOKS": "false", "MARKET_STATE": "false"}),
+                             ("with books and market state", {})):
+            db = Database()
+            okx_replay, ws, rest = start_replay([*args, "--speed", "0"], tmp)
+            binance_replay = subprocess.Popen(
+                [sys.executable, "main.py", "replay", "--port", "0", "--protocol", "binance", "--speed", "2", "--loop"],
+                cwd=ROOT, env=env("sqlite:///" + tmp + "/unused.db", tmp), stdout=subprocess.PIPE, text=True)
+            line = binance_replay.stdout.readline()  # type: ignore[union-attr]
+            b_ws, b_rest, b_usdm = re.search(r"(ws://\S+) rest (http://\S+) usdm (ws://\S+)", line).groups()  # type: ignore
+            environment = {**env(db.url, tmp), **extra}
+            collectors = [
+                subprocess.Popen([sys.executable, "-m", "data", "collect", "--symbols", ",".join(names),
+                                  "--okx-ws-url", ws, "--okx-rest-url", rest], cwd=ROOT, env=environment),
+                subprocess.Popen([sys.executable, "-m", "data", "collect", "--exchange", "binance", "--symbols",
+                                  "BTC-USDT,BTC-USDT-SWAP", "--ws-url", b_ws, "--rest-url", b_rest,
+                                  "--perp-ws-url", b_usdm, "--perp-rest-url", b_rest], cwd=ROOT, env=environment)]
+            peak = 0
+            try:
+                processes = [psutil.Process(c.pid) for c in collectors]
+                deadline = time.perf_counter() + seconds
+                while time.perf_counter() < deadline:
+                    time.sleep(0.5)
+                    peak = max(peak, sum(p.memory_info().rss for p in processes))
+                final = [p.memory_info().rss for p in processes]
+                books = db.scalar("SELECT count(*) FROM book_snapshots")
+                trades = db.scalar("SELECT count(*) FROM trades")
+            finally:
+                for process in (*collectors, okx_replay, binance_replay):
+                    process.terminate()
+                    process.wait(120)
+                db.drop()
+            results[label] = (final, peak, books, trades)
+    print(f"rss_all: {okx_symbols} OKX + 2 Binance symbols, {seconds:.0f} s at --speed 0 (OKX) / 2x looping (Binance)")
+    for label, (final, peak, books, trades) in results.items():
+        print(f"  {label:<36} OKX {final[0] / 2**20:.0f} MB + Binance {final[1] / 2**20:.0f} MB = "
+              f"{sum(final) / 2**20:.0f} MB at the end, {peak / 2**20:.0f} MB peak; {trades:,} trades, "
+              f"{books:,} book snapshots stored")
+
+
 def idle(seconds: float = 20.0) -> None:
     """RSS of a collector following one symbol at live speed, through ``main.py`` and ``-m data``."""
     db = Database()
@@ -237,4 +289,4 @@ def idle(seconds: float = 20.0) -> None:
 if __name__ == "__main__":
     parts = sys.argv[1:] or ["throughput", "latency", "rss", "idle"]
     for part in parts:
-        {"throughput": throughput, "latency": latency, "rss": rss, "idle": idle}[part]()
+        {"throughput": throughput, "latency": latency, "rss": rss, "rss_all": rss_all, "idle": idle}[part]()

@@ -213,3 +213,44 @@ class BookTop:
     @property
     def mid(self) -> float | None:
         return (self.bids[0][0] + self.asks[0][0]) / 2 if self.bids and self.asks else None
+
+
+@dataclass(frozen=True, slots=True)
+class FundingRate:
+    """The current funding rate of a perpetual: ``rate`` settles at ``funding_time_ms`` (a fraction of notional;
+    > 0: longs pay shorts); ``next_rate`` is the venue's forecast for the settlement after, when it sends one."""
+
+    exchange: str
+    symbol: str
+    venue_symbol: str
+    ts_ms: int
+    rate: float | None
+    funding_time_ms: int
+    next_rate: float | None = None
+    mark_price: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenInterest:
+    """Open interest: ``contracts`` in the venue's contract units, ``base`` in the base currency when sent."""
+
+    exchange: str
+    symbol: str
+    venue_symbol: str
+    ts_ms: int
+    contracts: float
+    base: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Liquidation:
+    """A forced order: ``side`` is the liquidation order's (a liquidated long is a SELL), ``price`` its price
+    (OKX: the bankruptcy price), ``size`` in contracts (OKX) or base currency (Binance, Bybit)."""
+
+    exchange: str
+    symbol: str
+    venue_symbol: str
+    ts_ms: int
+    side: Side
+    price: float
+    size: float

@@ -19,6 +19,7 @@ from config.errors import SettingsError
 from config.redact import mask_url, redact
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VENUES = ("okx", "binance")
 
 
 class Settings(BaseModel):
@@ -48,8 +49,10 @@ class Settings(BaseModel):
     trade_retention_days: int = Field(7, ge=1, le=3650, alias="TRADE_RETENTION_DAYS")
     durable_commits: bool = Field(False, alias="DURABLE_COMMITS")
     order_books: bool = Field(True, alias="ORDER_BOOKS")
+    market_state: bool = Field(True, alias="MARKET_STATE")
     book_depth: int = Field(20, ge=1, le=1000, alias="BOOK_DEPTH")
     book_snapshot_s: float = Field(10.0, ge=0, alias="BOOK_SNAPSHOT_S")
+    okx_book_channel: Literal["books", "books5"] = Field("books", alias="OKX_BOOK_CHANNEL")
 
     dashboard_host: str = Field("127.0.0.1", alias="DASHBOARD_HOST")
     dashboard_port: int = Field(8050, ge=1, le=65535, alias="DASHBOARD_PORT")
@@ -83,6 +86,24 @@ class Settings(BaseModel):
                 raise ValueError("expected a comma-separated list with at least one item")
             return items
         return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _venue_prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            venue, sep, symbol = item.rpartition(":")
+            if sep and (venue not in VENUES or not symbol):
+                raise ValueError(f"{item!r}: a venue prefix must be one of {', '.join(VENUES)} (e.g. binance:BTC-USDT)")
+        return value
+
+    def venue_symbols(self) -> dict[str, tuple[str, ...]]:
+        """``SYMBOLS`` by venue: ``binance:BTC-USDT`` is Binance's, an unprefixed symbol ``EXCHANGE``'s; the
+        venues in the order they first appear."""
+        out: dict[str, list[str]] = {}
+        for item in self.symbols:
+            venue, _, symbol = item.rpartition(":")
+            out.setdefault(venue or self.exchange, []).append(symbol)
+        return {venue: tuple(dict.fromkeys(symbols)) for venue, symbols in out.items()}
 
     @field_validator("dashboard_allowed_hosts", mode="before")
     @classmethod

@@ -10,7 +10,6 @@ that changed is stored in ``book_snapshots``. While the database is down the sna
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +21,8 @@ from data import topics
 from data.books import Book, book_top
 from data.bus import Bus
 from data.messages import book_to_message
-from database.engine import make_session_factory, session_scope
+from data.pending import PendingWrites
+from data.streams import with_helpers
 from database.repositories.books import add_book_snapshots
 
 log = logging.getLogger(__name__)
@@ -39,30 +39,21 @@ class BookKeeper:
         self.depth = depth
         self.publish_interval_s = publish_interval_s
         self.snapshot_interval_s = snapshot_interval_s
-        self._factory = make_session_factory(db)
         self._dirty: dict[str, tuple[Book, int, int | None]] = {}
         self.latest: dict[str, BookTop] = {}
         self._unstored: set[str] = set()
-        self._pending: list[BookTop] = []
+        self.pending: PendingWrites[BookTop] = PendingWrites(db, add_book_snapshots, "book snapshots",
+                                                              MAX_PENDING)
         self.published = 0
-        self.stored = 0
-        self.dropped = 0
-        self.db_ok = True
 
     def on_book(self, symbol: str, book: Book, event_ms: int, update_id: int | None) -> None:
         self._dirty[symbol] = (book, event_ms, update_id)
 
     async def run(self, stop: asyncio.Event) -> None:
-        tasks = [asyncio.create_task(self._publish_loop(stop), name="books publish")]
-        if self.snapshot_interval_s > 0:
-            tasks.append(asyncio.create_task(self._store_loop(stop), name="books store"))
+        loops = [self._publish_loop(stop), *([self._store_loop(stop)] if self.snapshot_interval_s > 0 else [])]
         try:
-            await stop.wait()
+            await with_helpers(stop.wait(), *loops)
         finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
             self.publish_now()
             await self._flush()
 
@@ -95,28 +86,15 @@ class BookKeeper:
             await self._flush()
 
     async def _flush(self) -> None:
-        self._pending += [self.latest[s] for s in sorted(self._unstored)]
+        self.pending.add([self.latest[s] for s in sorted(self._unstored)])
         self._unstored.clear()
-        if len(self._pending) > MAX_PENDING:
-            self.dropped += len(self._pending) - MAX_PENDING
-            del self._pending[:-MAX_PENDING]
-        if not self._pending:
-            return
-        batch = list(self._pending)
+        await self.pending.flush()
 
-        def write() -> int:
-            with session_scope(self._factory) as session:
-                return add_book_snapshots(session, batch)
-
-        try:
-            self.stored += await asyncio.to_thread(write)
-            del self._pending[:len(batch)]
-            self.db_ok = True
-        except Exception as exc:  # noqa: BLE001 - the database may be down: keep them for the next flush
-            if self.db_ok:
-                log.warning("books: snapshots kept until the database is back", extra={"error": str(exc)[:200]})
-            self.db_ok = False
+    @property
+    def stored(self) -> int:
+        return self.pending.stored
 
     def health(self) -> dict[str, Any]:
-        return {"published": self.published, "snapshots_stored": self.stored, "snapshots_pending": len(self._pending),
-                "snapshots_dropped": self.dropped, "db_ok": self.db_ok}
+        p = self.pending
+        return {"published": self.published, "snapshots_stored": p.stored, "snapshots_pending": len(p.items),
+                "snapshots_dropped": p.dropped, "db_ok": p.db_ok}

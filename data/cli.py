@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import pathlib
 import signal
 from datetime import UTC, datetime
 
@@ -43,9 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     replay.add_argument("--protocol", choices=PROTOCOLS, default="okx",
                         help="okx, or binance (symbols ending -SWAP on the USDⓈ-M endpoints under /usdm)")
     replay.add_argument("--tape", action="append", default=[], help="CSV or CSV.gz tape (repeatable)")
+    replay.add_argument("--depth", action="append", default=[], metavar="SYMBOL=FILE",
+                        help="binance: a captured depth stream for SYMBOL's order book (repeatable; without "
+                             "--tape the bundled Binance tapes come with their bundled depth captures)")
     replay.add_argument("--symbol", action="append", default=[],
                         help="instId for the tape at the same position (repeatable); without --tape, the "
-                             "bundled demo tapes for these symbols")
+                             "bundled demo tapes for these symbols (binance: the real bundled Binance tapes)")
     replay.add_argument("--speed", type=float, default=1.0, help="N x real time; 0 = as fast as the client reads")
     replay.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 = any free port)")
     replay.add_argument("--loop", action="store_true", help="repeat the tape with shifted times and ids")
@@ -250,9 +254,10 @@ def _backfill(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from data.replay.depth import read_depth_capture
     from data.replay.server import ReplayServer
     from data.replay.tape import read_tape
-    from data.service import demo_tapes
+    from data.service import BINANCE_TAPES, binance_depth, binance_tapes, demo_funding, demo_tapes
 
     if args.speed < 0:
         raise ConfigurationError(f"must be >= 0 (0 = as fast as the client reads), got {args.speed:g}",
@@ -264,12 +269,30 @@ def _replay(args: argparse.Namespace) -> int:
             raise ConfigurationError(f"give one --symbol per --tape (got {len(args.tape)} tapes, "
                                      f"{len(args.symbol)} symbols)", source="--symbol")
         tapes = {symbol: read_tape(path) for symbol, path in zip(args.symbol, args.tape, strict=True)}
+        depth = {}
+    elif args.protocol == "binance":
+        tapes = binance_tapes(args.symbol or list(BINANCE_TAPES))
+        depth = binance_depth(list(tapes))
     else:
         tapes = demo_tapes(args.symbol or get_settings().symbols)
+        depth = {}
+    if args.depth and args.protocol != "binance":
+        raise ConfigurationError("order books are served on the binance protocol only", source="--depth")
+    for item in args.depth:
+        symbol, sep, path = item.partition("=")
+        if not sep or symbol not in tapes:
+            raise ConfigurationError(f"expected SYMBOL=FILE with SYMBOL one of {', '.join(tapes)}, got {item!r}",
+                                     source="--depth")
+        try:
+            depth[symbol] = read_depth_capture(pathlib.Path(path))
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(str(exc), source="--depth") from None
+    funding = demo_funding(list(tapes)) if args.protocol == "okx" and not args.tape else {}
 
     async def main(stop: asyncio.Event) -> int:
         server = ReplayServer(tapes, speed=args.speed, loop=args.loop, port=args.port,
-                              history_ms=args.history_minutes * 60_000, passes=args.passes, protocol=args.protocol)
+                              history_ms=args.history_minutes * 60_000, passes=args.passes, protocol=args.protocol,
+                              depth=depth, funding=funding)
         await server.start()
         usdm = f" usdm {server.usdm_ws_url}" if args.protocol == "binance" else ""
         print(f"replay: serving {','.join(tapes)} as {args.protocol} on {server.ws_url} rest {server.rest_url}{usdm}",

@@ -22,9 +22,10 @@ from data.bookkeeper import BookKeeper
 from data.bus import Bus
 from data.engine import DEFAULT_GRACE_MS, CandleEngine
 from data.health import HealthReporter, Report, collector_component
+from data.market_state import STATE_EXCHANGES, MarketStateKeeper, make_state_stream, perpetuals
 from data.okx.frames import WireTrade
 from data.publisher import CandlePublisher
-from data.streams import StreamState, now_ms
+from data.streams import ChannelStream, StreamState, now_ms
 from data.venues import check_exchange, make_book_stream, make_rest, make_stream
 from data.writer import StorageWriter
 from database.engine import make_engine, make_session_factory, session_scope
@@ -33,6 +34,7 @@ from database.repositories.trade_ids import latest_trade_id
 
 if TYPE_CHECKING:
     from data.binance.depth import BinanceBookStream
+    from data.okx.books import OkxBookStream
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,12 @@ class CollectorConfig:
     repair_ready_delay_s: float = 1.0
     durable_commits: bool = False  # see data/writer.py: async commits + rewrite after a failure
     books: bool = False  # keep each market's order book (venues in data.venues.BOOK_EXCHANGES)
+    market_state: bool = False  # funding, open interest, liquidations of the -SWAP symbols (data.market_state)
     book_depth: int = 20
     book_snapshot_s: float = 10.0
+    okx_book_channel: str = "books"  # or books5
+    component_suffix: str = ""  # ".binance": this collector's writer/bus/books/market_state health names, when
+    #                             several venues' collectors share a process (data.service.run_venues)
 
 
 class Collector:
@@ -80,7 +86,8 @@ class Collector:
                                     trade_retention_days=config.trade_retention_days,
                                     durable_commits=config.durable_commits,
                                     on_stored=self.publisher.closed,
-                                    on_event=lambda lvl, msg, data: self.health.event("writer", lvl, msg, data))
+                                    on_event=lambda lvl, msg, data: self.health.event(
+                                        "writer" + config.component_suffix, lvl, msg, data))
         self.rest = make_rest(config.exchange, config.rest_url, config.perp_rest_url)
         self.backfiller = Backfiller(self.rest, self.engine, self._drain,
                                      initial_lookback_ms=config.initial_lookback_ms,
@@ -90,12 +97,22 @@ class Collector:
                                   on_disconnected=self._on_disconnected, flow=self.writer.flow,
                                   ping_after=config.ping_after_s, pong_timeout=config.pong_timeout_s)
         self.books: BookKeeper | None = None
-        self.book_stream: BinanceBookStream | None = None
+        self.book_stream: BinanceBookStream | OkxBookStream | None = None
         if config.books:
             self.books = BookKeeper(config.exchange, config.symbols, bus, self.db, depth=config.book_depth,
                                     snapshot_interval_s=config.book_snapshot_s)
             self.book_stream = make_book_stream(config.exchange, config.ws_url, self.rest, config.symbols,
-                                                self.books.on_book, perp_ws_url=config.perp_ws_url)
+                                                self.books.on_book, perp_ws_url=config.perp_ws_url,
+                                                okx_channel=config.okx_book_channel)
+        self.market_state: MarketStateKeeper | None = None
+        self.state_stream: ChannelStream | None = None
+        swaps = perpetuals(config.symbols)
+        if config.market_state and swaps and config.exchange in STATE_EXCHANGES:
+            url = config.perp_ws_url if config.exchange == "binance" else config.ws_url
+            if url is None:
+                raise ValueError("funding, open interest and liquidations on Binance need the USDⓈ-M socket URL")
+            self.market_state = MarketStateKeeper(config.exchange, bus, self.db)
+            self.state_stream = make_state_stream(config.exchange, url, swaps, self.market_state.on_messages)
         self._store_trades = config.store_trades
         self._symbols = frozenset(config.symbols)
         self._last_counts: dict[str, int] = {}
@@ -155,6 +172,9 @@ class Collector:
             asyncio.create_task(self.health.run(inputs_stop), name="health"),
             asyncio.create_task(self._exchange_clock(inputs_stop), name="exchange clock"),
         ]
+        if self.market_state is not None and self.state_stream is not None:
+            inputs += [asyncio.create_task(self.state_stream.run(inputs_stop), name="market state stream"),
+                       asyncio.create_task(self.market_state.run(inputs_stop), name="market state")]
         if self.books is not None and self.book_stream is not None:
             inputs += [asyncio.create_task(self.book_stream.run(inputs_stop), name="book stream"),
                        asyncio.create_task(self.books.run(inputs_stop), name="books")]
@@ -278,9 +298,16 @@ class Collector:
             books["malformed_frames"] = dict(self.book_stream.stats.malformed)
             books["reconnects"] = self.book_stream.stats.reconnects
             live = all(self.book_stream.live(s) for s in self.config.symbols)
-            reports["books"] = ("ok" if live and books["db_ok"] else "degraded", books)
+            reports["books" + self.config.component_suffix] = ("ok" if live and books["db_ok"] else "degraded", books)
+        if self.market_state is not None and self.state_stream is not None:
+            state = self.market_state.health()
+            stream_stats = self.state_stream.stats
+            state |= {"connected": stream_stats.connected, "reconnects": stream_stats.reconnects,
+                      "malformed_frames": dict(stream_stats.malformed)}
+            ok = stream_stats.connected and state["db_ok"]
+            reports["market_state" + self.config.component_suffix] = ("ok" if ok else "degraded", state)
         w = self.writer.stats
-        reports["writer"] = ("ok" if w.db_ok else "down", {
+        reports["writer" + self.config.component_suffix] = ("ok" if w.db_ok else "down", {
             "db_ok": w.db_ok, "lag_ms": self.writer.lag_ms(), "candle_backlog": self.writer.candle_backlog,
             "trade_backlog": self.writer.trade_backlog, "candles_written": w.candles_written,
             "trades_written": w.trades_written, "candles_dropped": w.candles_dropped,
@@ -293,7 +320,7 @@ class Collector:
         })
         b = self.bus.stats
         p = self.publisher.stats
-        reports["bus"] = ("ok" if b.connected and not b.backlog else "degraded", {
+        reports["bus" + self.config.component_suffix] = ("ok" if b.connected and not b.backlog else "degraded", {
             "kind": type(self.bus).__name__, "connected": b.connected, "backlog": b.backlog,
             "published": b.published, "dropped": b.dropped, "reconnects": b.reconnects,
             "last_error": None if b.connected else b.last_error,

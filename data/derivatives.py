@@ -11,54 +11,16 @@ Fields a venue leaves out (OKX sometimes sends ``funding-rate`` without ``fundin
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from config.domain import Side
+from config.domain import FundingRate, Liquidation, OpenInterest, Side
+from config.errors import MalformedMessageError
+
+__all__ = ["Derivative", "FundingRate", "Liquidation", "OpenInterest"]  # the messages live in config.domain
 
 QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "USD")  # quote currencies of the venues' concatenated names
-
-
-@dataclass(frozen=True, slots=True)
-class FundingRate:
-    """The current funding rate of a perpetual: ``rate`` settles at ``funding_time_ms`` (a fraction of notional;
-    > 0: longs pay shorts); ``next_rate`` is the venue's forecast for the settlement after, when it sends one."""
-
-    exchange: str
-    symbol: str
-    venue_symbol: str
-    ts_ms: int
-    rate: float | None
-    funding_time_ms: int
-    next_rate: float | None = None
-    mark_price: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OpenInterest:
-    """Open interest: ``contracts`` in the venue's contract units, ``base`` in the base currency when sent."""
-
-    exchange: str
-    symbol: str
-    venue_symbol: str
-    ts_ms: int
-    contracts: float
-    base: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Liquidation:
-    """A forced order: ``side`` is the liquidation order's (a liquidated long is a SELL), ``price`` its price
-    (OKX: the bankruptcy price), ``size`` in contracts (OKX) or base currency (Binance, Bybit)."""
-
-    exchange: str
-    symbol: str
-    venue_symbol: str
-    ts_ms: int
-    side: Side
-    price: float
-    size: float
 
 
 def ours(venue_symbol: str) -> str:
@@ -110,8 +72,10 @@ def _side(value: object) -> Side:
 
 
 def okx_funding(item: Mapping[str, Any], ts_ms: int) -> FundingRate:
-    """One ``funding-rate`` data item; OKX sends no event time, so ``ts_ms`` is the receive time."""
+    """One ``funding-rate`` data item, timed by its ``ts`` (old captures have none: ``ts_ms``, the receive time)."""
     inst = _text(item, "instId")
+    if item.get("ts") not in (None, ""):
+        ts_ms = _int(item, "ts")
     return FundingRate("okx", inst, inst, ts_ms, _num(item, "fundingRate", optional=True),
                        _int(item, "fundingTime"), _num(item, "nextFundingRate", optional=True))
 
@@ -192,3 +156,66 @@ def bybit_liquidations(push: Mapping[str, Any]) -> list[Liquidation]:
                                Side.SELL if position is Side.BUY else Side.BUY, _num(row, "p"),  # type: ignore[arg-type]
                                _num(row, "v")))  # type: ignore[arg-type]
     return out
+
+
+# ------------------------------------------------------------------ whole frames (what a stream shell receives)
+
+Derivative = FundingRate | OpenInterest | Liquidation
+
+
+def _frame(raw: bytes | str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise MalformedMessageError("not_json", f"{exc}; frame starts {str(raw)[:120]!r}") from None
+
+
+def okx_derivatives_frame(raw: bytes | str, received_ms: int) -> list[Derivative] | None:
+    """One frame of an OKX public socket subscribed to ``funding-rate``, ``open-interest`` and
+    ``liquidation-orders``: the messages of a push, or ``None`` for an event (``subscribe`` ack, ``error``,
+    ``pong``). A push that does not parse raises :class:`MalformedMessageError` naming the channel."""
+    if raw in (b"pong", "pong"):
+        return None
+    frame = _frame(raw)
+    if not isinstance(frame, dict):
+        raise MalformedMessageError("not_object", f"frame is not a JSON object: {str(raw)[:120]!r}")
+    if frame.get("event") == "error":  # a refused subscription: counted (as "refused") and logged once
+        raise MalformedMessageError("refused", f"{frame.get('code')}: {frame.get('msg')}")
+    if "event" in frame:
+        return None
+    channel = frame.get("arg", {}).get("channel") if isinstance(frame.get("arg"), dict) else None
+    data = frame.get("data")
+    if not isinstance(data, list):
+        raise MalformedMessageError("unexpected_frame", f"neither a push nor an event: {str(raw)[:120]!r}")
+    try:
+        if channel == "funding-rate":
+            return [okx_funding(item, received_ms) for item in data]
+        if channel == "open-interest":
+            return [okx_open_interest(item) for item in data]
+        if channel == "liquidation-orders":
+            return [liq for item in data for liq in okx_liquidations(item)]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise MalformedMessageError(f"bad_{channel}", f"{exc}: {str(raw)[:200]!r}") from None
+    raise MalformedMessageError("unknown_channel", f"a push of channel {channel!r}: {str(raw)[:120]!r}")
+
+
+def binance_derivatives_frame(raw: bytes | str) -> list[Derivative] | None:
+    """One frame of a USDⓈ-M socket subscribed to ``<symbol>@markPrice@1s`` and ``<symbol>@forceOrder``
+    (combined-stream envelopes or raw events): the message, or ``None`` for a request's reply."""
+    frame = _frame(raw)
+    if not isinstance(frame, dict):
+        raise MalformedMessageError("not_object", f"frame is not a JSON object: {str(raw)[:120]!r}")
+    if "code" in frame and "msg" in frame:  # a refused request
+        raise MalformedMessageError("refused", f"{frame.get('code')}: {frame.get('msg')}")
+    data = frame.get("data", frame)
+    if not isinstance(data, dict) or ("result" in frame and "id" in frame):
+        return None
+    kind = data.get("e")
+    try:
+        if kind == "markPriceUpdate":
+            return [binance_mark_price(data)]
+        if kind == "forceOrder":
+            return [binance_force_order(data)]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise MalformedMessageError(f"bad_{kind}", f"{exc}: {str(raw)[:200]!r}") from None
+    raise MalformedMessageError("unknown_event", f"event {kind!r}: {str(raw)[:120]!r}")

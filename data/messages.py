@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import orjson
 
-from config.domain import BookTop, Candle, SignalEvent, SignalType, Timeframe
+from config.domain import (
+    BookTop,
+    Candle,
+    FundingRate,
+    Liquidation,
+    OpenInterest,
+    Side,
+    SignalEvent,
+    SignalType,
+    Timeframe,
+)
+from data.derivatives import Derivative
 
 
 def dumps(message: dict[str, Any]) -> bytes:
@@ -68,3 +80,33 @@ def book_from_message(m: dict[str, Any]) -> BookTop:
                    bids=tuple((float(p), float(s)) for p, s in m["bids"]),
                    asks=tuple((float(p), float(s)) for p, s in m["asks"]),
                    update_id=None if m.get("update_id") is None else int(m["update_id"]))
+
+
+_KINDS: dict[type, str] = {FundingRate: "funding", OpenInterest: "open_interest", Liquidation: "liquidations"}
+
+
+def derivative_kind(m: Derivative) -> str:
+    """The channel family of a message (``funding``, ``open_interest``, ``liquidations``: data/topics.py)."""
+    return _KINDS[type(m)]
+
+
+def derivative_to_message(m: Derivative) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": derivative_kind(m)}
+    for f in fields(m):
+        value = getattr(m, f.name)
+        out[f.name] = value.value if isinstance(value, Side) else value
+    return out
+
+
+def derivative_from_message(m: dict[str, Any]) -> Derivative:
+    kind = m["kind"]
+    base = (str(m["exchange"]), str(m["symbol"]), str(m["venue_symbol"]), int(m["ts_ms"]))
+    if kind == "funding":
+        return FundingRate(*base, None if m["rate"] is None else float(m["rate"]), int(m["funding_time_ms"]),
+                           None if m.get("next_rate") is None else float(m["next_rate"]),
+                           None if m.get("mark_price") is None else float(m["mark_price"]))
+    if kind == "open_interest":
+        return OpenInterest(*base, float(m["contracts"]), None if m.get("base") is None else float(m["base"]))
+    if kind == "liquidations":
+        return Liquidation(*base, Side(m["side"]), float(m["price"]), float(m["size"]))
+    raise ValueError(f"unknown kind {kind!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -25,12 +25,15 @@ log = logging.getLogger(__name__)
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 DEMO_CANDLES = SAMPLES / "okx_BTC-USDT-SWAP_1m_2026-01-01_2026-01-16.csv.gz"
+DEMO_FUNDING = {"BTC-USDT-SWAP": SAMPLES / "okx_BTC-USDT-SWAP_funding_rate_2026-01-01_2026-01-15.csv"}
 DEMO_HISTORY_MS = 86_400_000  # the demo market opens one day into its tape: a day of REST history
 # Demo instruments synthesised from the real BTC-USDT-SWAP 1m candles: (price scale, decimals, size decimals,
 # seed, first trade id). Only BTC-USDT follows the source prices; the others are the same price action
-# scaled (synthetic, see data/samples/README.md).
+# scaled (synthetic, see data/samples/README.md). BTC-USDT-SWAP is the same source under its own name, with the
+# real funding history of the fortnight (DEMO_FUNDING) on the replay's funding-rate channel.
 DEMO_INSTRUMENTS: dict[str, tuple[float, int, int, int, int]] = {
     "BTC-USDT": (1.0, 1, 8, 7, 1_000_000_000),
+    "BTC-USDT-SWAP": (1.0, 1, 2, 17, 4_000_000_000),
     "ETH-USDT": (0.0345, 2, 6, 11, 2_000_000_000),
     "SOL-USDT": (0.0016, 3, 4, 13, 3_000_000_000),
 }
@@ -65,13 +68,13 @@ class MarketSource:
 async def run_market_data(settings: Settings, bus: Bus, stop: asyncio.Event, *,
                           symbols: Sequence[str] | None = None, ws_url: str | None = None,
                           rest_url: str | None = None, perp_ws_url: str | None = None,
-                          perp_rest_url: str | None = None) -> None:
+                          perp_rest_url: str | None = None, component_suffix: str = "") -> None:
     """Run the whole collector of ``settings.exchange`` (trade stream, candle engine, storage writer on its
     own engine from ``settings.effective_database_url``, bus publishing, REST backfill, health) until
     ``stop`` is set; then flush and return. URLs default to the settings (the live venue)."""
     live = live_source(settings)
     config = CollectorConfig(
-        symbols=tuple(symbols or settings.symbols),
+        symbols=tuple(symbols or settings.venue_symbols().get(settings.exchange, ())),
         ws_url=ws_url or live.ws_url,
         rest_url=rest_url or live.rest_url,
         perp_ws_url=perp_ws_url or live.perp_ws_url,
@@ -83,10 +86,38 @@ async def run_market_data(settings: Settings, bus: Bus, stop: asyncio.Event, *,
         trade_retention_days=settings.trade_retention_days,
         durable_commits=settings.durable_commits,
         books=settings.order_books and settings.exchange in BOOK_EXCHANGES,
+        market_state=settings.market_state,
         book_depth=settings.book_depth,
         book_snapshot_s=settings.book_snapshot_s,
+        okx_book_channel=settings.okx_book_channel,
+        component_suffix=component_suffix,
     )
     await Collector(config, bus).run(stop)
+
+
+async def run_venues(settings: Settings, bus: Bus, stop: asyncio.Event,
+                     on_sources: Callable[[dict[str, MarketSource]], None] | None = None) -> None:
+    """Every venue of ``SYMBOLS`` in this process (``binance:BTC-USDT`` prefixes; the rest on ``EXCHANGE``): one
+    collector each, on the venue or, per ``MARKET_SOURCE``, its bundled replay, sharing the bus and the
+    database, until ``stop`` is set. The first venue's writer and bus report as ``writer``/``bus``, the
+    others' as ``writer.<venue>``/``bus.<venue>``. ``on_sources`` is told where each venue's data comes from."""
+    sources: dict[str, MarketSource] = {}
+    try:
+        runs = []
+        for i, (venue, symbols) in enumerate(settings.venue_symbols().items()):
+            venue_settings = settings.model_copy(update={"exchange": venue, "symbols": symbols})
+            source = sources[venue] = await resolve_market_source(venue_settings)
+            log.info("market source of %s: %s (ws=%s rest=%s)", venue, source.kind, source.ws_url, source.rest_url)
+            runs.append(run_market_data(venue_settings, bus, stop, symbols=symbols, ws_url=source.ws_url,
+                                        rest_url=source.rest_url, perp_ws_url=source.perp_ws_url,
+                                        perp_rest_url=source.perp_rest_url,
+                                        component_suffix="" if i == 0 else f".{venue}"))
+        if on_sources is not None:
+            on_sources(sources)
+        await asyncio.gather(*runs)
+    finally:
+        for source in sources.values():
+            await source.close()
 
 
 def live_source(settings: Settings) -> MarketSource:
@@ -146,25 +177,39 @@ def binance_depth(symbols: Sequence[str]) -> dict[str, DepthCapture]:
     return {s: read_depth_capture(BINANCE_DEPTH[s]) for s in symbols if s in BINANCE_DEPTH}
 
 
+def demo_funding(symbols: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
+    """The bundled real funding settlements of the demo swaps among ``symbols``: ``(time ms, rate)``."""
+    import csv
+
+    out = {}
+    for symbol in symbols:
+        if symbol in DEMO_FUNDING:
+            with DEMO_FUNDING[symbol].open(newline="") as f:
+                out[symbol] = [(int(row["ts_ms"]), float(row["funding_rate"])) for row in csv.DictReader(f)]
+    return out
+
+
 async def start_demo_replay(settings: Settings, symbols: Sequence[str] | None = None) -> MarketSource:
     """Start the bundled replay in this process (looping, ``settings.replay_speed``), speaking the protocol
     of ``settings.exchange``: OKX serves tapes synthesised from real candles, Binance the real Binance tapes."""
     from data.replay.server import ReplayServer
 
     binance = settings.exchange == "binance"
-    tapes = await asyncio.to_thread(binance_tapes if binance else demo_tapes, symbols or settings.symbols)
+    wanted = symbols or settings.venue_symbols().get(settings.exchange, ())
+    tapes = await asyncio.to_thread(binance_tapes if binance else demo_tapes, wanted)
     depth = await asyncio.to_thread(binance_depth, tapes) if binance else {}
+    funding = {} if binance else await asyncio.to_thread(demo_funding, tapes)
     history = 0 if binance else DEMO_HISTORY_MS
     protocol = settings.exchange
     server = ReplayServer(tapes, speed=settings.replay_speed, loop=True, port=settings.replay_port,
-                          history_ms=history, protocol=protocol, depth=depth)
+                          history_ms=history, protocol=protocol, depth=depth, funding=funding)
     try:
         await server.start()
     except OSError:
         log.warning("replay: port %s busy, using a free port", settings.replay_port)
         await server.close()
         server = ReplayServer(tapes, speed=settings.replay_speed, loop=True, port=0, history_ms=history,
-                              protocol=protocol, depth=depth)
+                              protocol=protocol, depth=depth, funding=funding)
         await server.start()
     log.info("replay: serving %s as %s on %s (speed %sx)", ",".join(tapes), protocol, server.ws_url,
              settings.replay_speed)

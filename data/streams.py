@@ -9,7 +9,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -72,6 +72,18 @@ async def close_on(stop: asyncio.Event, ws: ClientConnection) -> None:
     """Close ``ws`` (a clean close frame) once ``stop`` is set: a connection's stop helper."""
     await stop.wait()
     await ws.close()
+
+
+async def frames(ws: ClientConnection, stats: ClientStats) -> AsyncIterator[bytes]:
+    """The frames of ``ws`` as bytes until it closes cleanly, each counted in ``stats`` with its receive time."""
+    while True:
+        try:
+            raw = await ws.recv(decode=False)
+        except websockets.exceptions.ConnectionClosedOK:
+            return
+        stats.frames += 1
+        stats.last_frame_ms = now_ms()
+        yield raw
 
 
 def now_ms() -> int:
@@ -202,3 +214,68 @@ class TradeStreamBase:
     def _handler_failed(self, raw: bytes) -> None:
         self._malformed(MalformedMessageError("handler_error", f"trades handler failed on {raw[:200]!r}"))
         logging.getLogger(type(self).__module__).exception(f"{self.venue} ws: trades handler failed")
+
+
+class ChannelStream:
+    """One connection to ``url`` subscribed by ``requests`` (text frames sent on every connect), each frame
+    parsed by ``parse(raw, received_ms)`` into a list of messages for ``on_messages`` (``None``: nothing to hand
+    over, e.g. an ack). Reconnects like the trade streams; a frame that raises :class:`MalformedMessageError` is
+    counted per kind and skipped. ``ping_text``: a text ping sent after ``ping_after`` s of silence (OKX's
+    ``ping``); without it ``websockets`` pings (Binance answers those)."""
+
+    def __init__(self, venue: str, url: str, requests: Sequence[str],
+                 parse: Callable[[bytes, int], list[Any] | None], on_messages: Callable[[list[Any]], None], *,
+                 ping_text: str | None = None, ping_after: float = 20.0, backoff_base: float = 0.5,
+                 backoff_cap: float = 30.0) -> None:
+        self.venue = venue
+        self.url = url
+        self.requests = tuple(requests)
+        self.parse = parse
+        self.on_messages = on_messages
+        self.ping_text = ping_text
+        self.ping_after = ping_after
+        self.stats = ClientStats()
+        self.messages = 0
+        self.reconnect = Reconnect(backoff_base, backoff_cap)
+        self._log = logging.getLogger(f"{__name__}.{venue}")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.reconnect.run(lambda: self._session(stop), stop, ended=self._ended, stats=self.stats,
+                                 log=self._log, name=f"{self.venue} {self.url}")
+
+    def _ended(self) -> None:
+        self.stats.connected = False
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        from websockets.asyncio.client import connect
+
+        async with connect(self.url, ping_interval=None if self.ping_text else 20, ping_timeout=20,
+                           open_timeout=10, close_timeout=2, compression=None, max_size=2**24) as ws:
+            self.stats.connects += 1
+            self.stats.connected = True
+            for request in self.requests:
+                await ws.send(request)
+            helpers = [close_on(stop, ws)]
+            if self.ping_text:
+                helpers.append(self._keepalive(ws))
+            await with_helpers(self._receive(ws), *helpers)
+
+    async def _keepalive(self, ws: ClientConnection) -> None:
+        assert self.ping_text is not None
+        while True:
+            await asyncio.sleep(self.ping_after / 4)
+            if now_ms() - self.stats.last_frame_ms >= self.ping_after * 1000:
+                self.stats.pings += 1
+                await ws.send(self.ping_text)
+
+    async def _receive(self, ws: ClientConnection) -> None:
+        stats = self.stats
+        async for raw in frames(ws, stats):
+            try:
+                messages = self.parse(raw, stats.last_frame_ms)
+            except MalformedMessageError as exc:
+                stats.malformed_frame(exc, self._log, self.venue)
+                continue
+            if messages:
+                self.messages += len(messages)
+                self.on_messages(messages)

@@ -5,6 +5,9 @@ Channels (without the optional ``REDIS_PREFIX``):
 * ``candles.<exchange>.<symbol>.<timeframe>``         closed candles (final, or revised by a late trade)
 * ``candle_updates.<exchange>.<symbol>.<timeframe>``  the forming candle, throttled
 * ``books.<exchange>.<symbol>``                       the best levels of a live order book, throttled
+* ``funding.<exchange>.<symbol>``                     a perpetual's funding rate as reported
+* ``open_interest.<exchange>.<symbol>``               open interest
+* ``liquidations.<exchange>.<symbol>``                forced orders
 * ``signals.<exchange>.<symbol>.<timeframe>``         strategy signals
 * ``fills.<bot>``                                     paper fills of one bot
 * ``bot_events.<bot>``                                bot lifecycle and risk events
@@ -18,6 +21,9 @@ from config.domain import Timeframe
 CANDLES = "candles"
 CANDLE_UPDATES = "candle_updates"
 BOOKS = "books"
+FUNDING = "funding"
+OPEN_INTEREST = "open_interest"
+LIQUIDATIONS = "liquidations"
 SIGNALS = "signals"
 FILLS = "fills"
 BOT_EVENTS = "bot_events"
@@ -34,6 +40,13 @@ def candle_updates(exchange: str, symbol: str, timeframe: Timeframe | str) -> st
 
 def books(exchange: str, symbol: str) -> str:
     return f"{BOOKS}.{exchange}.{symbol}"
+
+
+def market_state(kind: str, exchange: str, symbol: str) -> str:
+    """``funding``, ``open_interest`` or ``liquidations`` of one market."""
+    if kind not in (FUNDING, OPEN_INTEREST, LIQUIDATIONS):
+        raise ValueError(f"not a market-state channel family: {kind!r}")
+    return f"{kind}.{exchange}.{symbol}"
 
 
 def signals(exchange: str, symbol: str, timeframe: Timeframe | str) -> str:

@@ -16,10 +16,11 @@ from data.okx.frames import WireTrade
 if TYPE_CHECKING:
     from data.binance.depth import BinanceBookStream
     from data.books import Book
+    from data.okx.books import OkxBookStream
     from data.streams import TradeStreamBase
 
 EXCHANGES = ("okx", "binance")
-BOOK_EXCHANGES = ("binance",)  # venues whose order books the collector keeps (data.bookkeeper)
+BOOK_EXCHANGES = ("binance", "okx")  # venues whose order books the collector keeps (data.bookkeeper)
 
 
 class MarketRest(Protocol):
@@ -70,10 +71,15 @@ def make_stream(exchange: str, ws_url: str, symbols: Sequence[str],
 
 def make_book_stream(exchange: str, ws_url: str, rest: MarketRest, symbols: Sequence[str],
                      on_book: Callable[[str, Book, int, int | None], None], *,
-                     perp_ws_url: str | None = None) -> BinanceBookStream:
-    """The venue's order-book stream (``rest`` fetches its snapshots); only venues in :data:`BOOK_EXCHANGES`."""
+                     perp_ws_url: str | None = None, okx_channel: str = "books") -> BinanceBookStream | OkxBookStream:
+    """The venue's order-book stream (Binance: ``rest`` fetches its snapshots; OKX: ``okx_channel`` is ``books``
+    or ``books5``); only venues in :data:`BOOK_EXCHANGES`."""
     if check_exchange(exchange) not in BOOK_EXCHANGES:
         raise ValueError(f"order books are kept on {', '.join(BOOK_EXCHANGES)} only, not {exchange!r}")
+    if exchange == "okx":
+        from data.okx.books import OkxBookStream
+
+        return OkxBookStream(ws_url, symbols, on_book, channel=okx_channel)
     from data.binance.depth import BinanceBookStream
     from data.binance.frames import Kind
     from data.binance.rest import BinanceRest

@@ -19,8 +19,28 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+MIGRATION_LOCK = 7_243_001  # the PostgreSQL advisory lock every process takes while it migrates
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    """Migrate to ``revision``. On PostgreSQL, processes starting together (a collector per venue, the bots,
+    the dashboard) migrate one at a time: each holds an advisory lock meanwhile, and the later ones find the
+    schema already current."""
+    if not url.startswith("postgresql"):
+        command.upgrade(alembic_config(url), revision)
+        return
+    from sqlalchemy import text
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as lock:
+            lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            try:
+                command.upgrade(alembic_config(url), revision)
+            finally:
+                lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+    finally:
+        engine.dispose()
 
 
 def downgrade(url: str, revision: str = "base") -> None:

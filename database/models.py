@@ -124,6 +124,48 @@ class BookSnapshotRow(Base):
     update_id: Mapped[int | None] = mapped_column(BigInteger)  # the venue's sequence id, when it has one
 
 
+class FundingRateRow(Base):
+    """A perpetual's funding rate as the venue reported it at ``ts``: ``rate`` settles at ``funding_time``."""
+
+    __tablename__ = "funding_rates"
+
+    exchange: Mapped[str] = mapped_column(String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    rate: Mapped[float | None] = mapped_column(Double)
+    funding_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_rate: Mapped[float | None] = mapped_column(Double)
+    mark_price: Mapped[float | None] = mapped_column(Double)
+    venue_symbol: Mapped[str] = mapped_column(String(64))
+
+
+class OpenInterestRow(Base):
+    __tablename__ = "open_interest"
+
+    exchange: Mapped[str] = mapped_column(String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    contracts: Mapped[float] = mapped_column(Double)
+    base: Mapped[float | None] = mapped_column(Double)
+    venue_symbol: Mapped[str] = mapped_column(String(64))
+
+
+class LiquidationRow(Base):
+    """A forced order: ``side`` is the liquidation order's (a liquidated long sells)."""
+
+    __tablename__ = "liquidations"
+    __table_args__ = (Index("ix_liquidations_market_ts", "exchange", "symbol", "ts"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    exchange: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[datetime] = mapped_column(UtcDateTime)
+    side: Mapped[str] = mapped_column(String(4))
+    price: Mapped[float] = mapped_column(Double)
+    size: Mapped[float] = mapped_column(Double)
+    venue_symbol: Mapped[str] = mapped_column(String(64))
+
+
 # ---------------------------------------------------------------------------- live (paper) trading
 
 

@@ -19,13 +19,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from config.errors import MalformedMessageError, TcpDashboardError
 from data.binance.frames import Kind, Reply, decode_depth_frame, market
 from data.books import APPLIED, STALE, Book, DepthSync
-from data.streams import ClientStats, Reconnect, close_on, now_ms, with_helpers
+from data.streams import ClientStats, Reconnect, close_on, frames, now_ms, with_helpers
 
 if TYPE_CHECKING:
     from data.binance.rest import BinanceRest
@@ -99,13 +98,7 @@ class BinanceBookStream:
 
     async def _receive(self, ws: ClientConnection, names: dict[str, str]) -> None:
         stats = self.stats
-        while True:
-            try:
-                raw = await ws.recv(decode=False)
-            except websockets.exceptions.ConnectionClosedOK:
-                return
-            stats.frames += 1
-            stats.last_frame_ms = now_ms()
+        async for raw in frames(ws, stats):
             try:
                 decoded = decode_depth_frame(raw, names)
             except MalformedMessageError as exc:
@@ -126,9 +119,9 @@ class BinanceBookStream:
                 self.last_event_ms[symbol] = event_ms
                 self.on_book(symbol, sync.book, event_ms, sync.last_id)
             elif outcome != STALE:  # buffered (waiting for a snapshot) or a gap: fetch one
-                if outcome == "gap":
-                    log.warning("binance depth: sequence gap, resyncing",
-                                extra={"symbol": symbol, "first_id": event.first_id, "gaps": sync.gaps})
+                if outcome == "gap":  # the first of a symbol is a warning; later ones are counted in health
+                    log.log(logging.WARNING if sync.gaps == 1 else logging.INFO, "binance depth: sequence gap, "
+                            "resyncing", extra={"symbol": symbol, "first_id": event.first_id, "gaps": sync.gaps})
                 self._fetch(symbol)
 
     def _fetch(self, symbol: str) -> None:

@@ -63,17 +63,17 @@ class MetricsFeed:
             for frame_kind, count in (data.get("malformed_frames") or {}).items():
                 for _ in range(self._delta(f"malformed:{exchange}:{frame_kind}", count)):
                     metrics.record_malformed_frame(str(frame_kind))
-        elif component == "writer":
-            if n := self._delta("candles_written", data.get("candles_written")):
+        elif component == "writer" or component.startswith("writer."):  # writer.<venue>: a second collector
+            if n := self._delta(f"candles_written:{component}", data.get("candles_written")):
                 metrics.record_candles_written("all", n)
             if isinstance(data.get("lag_ms"), (int, float)):
                 metrics.observe_candle_lag(metrics.LagStage.WRITTEN, float(data["lag_ms"]) / 1000)
             if "db_ok" in data:
                 metrics.set_database_outage(not data["db_ok"])
-        elif component == "bus":
+        elif component == "bus" or component.startswith("bus."):
             if isinstance(data.get("backlog"), int):
                 metrics.set_bus_backlog(data["backlog"], bus=str(data.get("kind", "bus")))
-            for _ in range(self._delta("reconnects:bus", data.get("reconnects"))):
+            for _ in range(self._delta(f"reconnects:{component}", data.get("reconnects"))):
                 metrics.record_reconnect("redis")
 
     @staticmethod

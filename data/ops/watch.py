@@ -35,7 +35,7 @@ def alerts_for(rules: AlertRules, channel: str, message: dict[str, Any], now: fl
             if message.get("stopped"):
                 return rules.due(now)
             return rules.collector_state(component[len(COLLECTOR_PREFIX):], connected, now)
-        if component == WRITER and "db_ok" in message:
+        if (component == WRITER or component.startswith(WRITER + ".")) and "db_ok" in message:
             return rules.database_state(bool(message["db_ok"]), now)
         return rules.due(now)
     if channel.startswith(topics.BOT_EVENTS + ".") and message.get("kind") == "halted":

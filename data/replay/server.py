@@ -28,6 +28,7 @@ from aiohttp import WSMsgType, web
 from data.replay import binance
 from data.replay.depth import DepthCapture, DepthFeed
 from data.replay.market import Feed
+from data.replay.okx_books import OkxBookFeed
 from data.replay.tape import Tape
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ class ReplayStats:
 
 
 class _Conn:
-    __slots__ = ("ws", "transport", "conn_id", "symbols", "last_activity", "combined", "usdm", "depth")
+    __slots__ = ("ws", "transport", "conn_id", "symbols", "last_activity", "combined", "usdm", "depth", "funding",
+                 "books", "book_ready")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, conn_id: str,
                  now: float, *, combined: bool = False, usdm: bool = False) -> None:
@@ -62,6 +64,9 @@ class _Conn:
         self.combined = combined  # Binance: /stream (envelopes) rather than /ws (raw events)
         self.usdm = usdm  # Binance: the USDⓈ-M endpoint
         self.depth: dict[str, str] = {}  # Binance: symbol -> the depth stream name subscribed
+        self.funding: set[str] = set()  # OKX: swaps subscribed to funding-rate
+        self.books: dict[str, str] = {}  # OKX: symbol -> "books" or "books5"
+        self.book_ready: set[str] = set()  # OKX books: the symbols this connection has had a snapshot of
 
 
 class _Runner:
@@ -84,7 +89,9 @@ class ReplayServer:
     def __init__(self, tapes: Mapping[str, Tape], *, speed: float = 1.0, loop: bool = False,
                  host: str = "127.0.0.1", port: int = 0, history_ms: int = 0, idle_timeout: float = 30.0,
                  max_push_trades: int = MAX_PUSH_TRADES, passes: int | None = None, protocol: str = "okx",
-                 depth: Mapping[str, DepthCapture] | None = None) -> None:
+                 depth: Mapping[str, DepthCapture] | None = None,
+                 funding: Mapping[str, Sequence[tuple[int, float]]] | None = None,
+                 okx_books: Mapping[str, Sequence[dict[str, object]]] | None = None) -> None:
         if speed < 0:
             raise ValueError(f"speed must be >= 0, got {speed}")
         if protocol not in PROTOCOLS:
@@ -103,6 +110,16 @@ class ReplayServer:
             raise ValueError("the replay serves order books on the Binance protocol only")
         self.depth_feeds = {s: DepthFeed(c, shift_ms=self.feeds[s].shift_ms) for s, c in (depth or {}).items()}
         self._depth_drops: dict[str, int] = {}
+        unknown = {s for s in funding or () if s not in self.feeds or not s.endswith("-SWAP")}
+        if unknown:
+            raise ValueError(f"funding histories need a swap tape of the same symbol: {', '.join(sorted(unknown))}")
+        # (settlement time ms, rate), oldest first: the OKX funding-rate channel's current period at each moment
+        self.funding = {s: sorted(rows) for s, rows in (funding or {}).items()}
+        self.funding_interval_s = 30.0  # market time between two funding-rate pushes (OKX: every 30-90 s)
+        if okx_books and (protocol != "okx" or set(okx_books) - set(self.feeds)):
+            raise ValueError("OKX books captures need the okx protocol and a tape of the same symbol")
+        self.okx_book_feeds = {s: OkxBookFeed(s, pushes) for s, pushes in (okx_books or {}).items()}
+        self._book_drops: dict[str, int] = {}
         self._requested_port = port
         self._conns: set[_Conn] = set()
         self._conn_ids = itertools.count(1)
@@ -159,6 +176,10 @@ class ReplayServer:
             self._tasks.append(asyncio.create_task(self._run_feed(symbol), name=f"replay {symbol}"))
         for symbol in self.depth_feeds:
             self._tasks.append(asyncio.create_task(self._run_depth(symbol), name=f"replay depth {symbol}"))
+        for symbol in self.funding:
+            self._tasks.append(asyncio.create_task(self._run_funding(symbol), name=f"replay funding {symbol}"))
+        for symbol in self.okx_book_feeds:
+            self._tasks.append(asyncio.create_task(self._run_okx_books(symbol), name=f"replay books {symbol}"))
         self._tasks.append(asyncio.create_task(self._idle_watchdog(), name="replay idle"))
         return self
 
@@ -210,6 +231,10 @@ class ReplayServer:
         """Do not send the next ``count`` depth updates of ``symbol`` (the exchange's book still applies them):
         a sequence gap for every client."""
         self._depth_drops[symbol] = self._depth_drops.get(symbol, 0) + count
+
+    def drop_book_update(self, symbol: str, count: int = 1) -> None:
+        """OKX: do not send the next ``count`` ``books`` updates of ``symbol`` (the exchange's book applies them)."""
+        self._book_drops[symbol] = self._book_drops.get(symbol, 0) + count
 
     def pause(self) -> None:
         """Stop the market clock (nothing is sent until :meth:`resume`)."""
@@ -304,6 +329,98 @@ class ReplayServer:
                     continue
                 await self._send_depth(symbol, event)
             await asyncio.sleep(0.02)
+
+    async def _run_okx_books(self, symbol: str) -> None:
+        """Apply and send ``symbol``'s captured ``books`` pushes as the market clock passes their ``ts``."""
+        feed = self.okx_book_feeds[symbol]
+        await self._started.wait()
+        index = 0
+        while index < len(feed):
+            await self._running.wait()
+            market = self.market_ms(symbol)
+            while index < len(feed) and feed.ts[index] <= market:
+                push = feed.apply(index)
+                index += 1
+                dropped = push.get("action") == "update" and self._book_drops.get(symbol, 0) > 0
+                if dropped:
+                    self._book_drops[symbol] -= 1
+                await self._send_books(symbol, feed, push, dropped)
+            await asyncio.sleep(0.02)
+
+    async def _send_books(self, symbol: str, feed: OkxBookFeed, push: dict[str, object], dropped: bool) -> None:
+        if self._stalled():
+            return
+        ts = int(push["data"][0]["ts"])  # type: ignore[index]
+        raw = None
+        for conn in list(self._conns):
+            channel = conn.books.get(symbol)
+            if channel is None:
+                continue
+            if channel == "books5":
+                text: str | None = feed.top5(ts)
+            elif symbol in conn.book_ready:
+                text = None if dropped else (raw := raw or json.dumps(push, separators=(",", ":")))
+            else:
+                text = feed.snapshot(ts)
+                conn.book_ready.add(symbol)
+            if text is not None:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await conn.ws.send_str(text)
+
+    async def _book_channel(self, conn: _Conn, op: str, arg: dict[str, object], req_id: object) -> bool:
+        """``books``/``books5`` of a symbol with a captured book: acked; a ``books`` subscriber then gets a
+        snapshot of the exchange's book (at once, when the capture has started)."""
+        channel, symbol = arg.get("channel"), arg.get("instId")
+        if channel not in ("books", "books5") or symbol not in self.okx_book_feeds:
+            return False
+        assert isinstance(symbol, str) and isinstance(channel, str)
+        conn.book_ready.discard(symbol)
+        if op == "subscribe":
+            conn.books[symbol] = channel
+        else:
+            conn.books.pop(symbol, None)
+        await self._reply(conn, {"event": op, "arg": {"channel": channel, "instId": symbol}}, req_id)
+        feed = self.okx_book_feeds[symbol]
+        if op == "subscribe" and channel == "books" and feed.sync.ready:
+            snapshot = feed.snapshot(self.market_ms(symbol))
+            if snapshot is not None:
+                conn.book_ready.add(symbol)
+                await conn.ws.send_str(snapshot)
+        return True
+
+    def funding_push(self, symbol: str) -> str | None:
+        """The ``funding-rate`` push of ``symbol`` at its market time: the period the next settlement closes,
+        reported at the rate it settled at (the recorded history), or None past the history's end."""
+        runner = self._runners[symbol]
+        shift = runner.anchored_pass * runner.feed.shift_ms  # a later loop pass is shifted
+        market = self.market_ms(symbol)
+        rows = self.funding[symbol]
+        upcoming = [i for i, (t, _) in enumerate(rows) if t + shift > market]
+        if not upcoming:
+            return None
+        i = upcoming[0]
+        at, rate = rows[i][0] + shift, rows[i][1]
+        after = rows[i + 1][0] + shift if i + 1 < len(rows) else at + 8 * 3_600_000
+        item = {"instType": "SWAP", "instId": symbol, "method": "current_period", "fundingRate": repr(rate),
+                "nextFundingRate": "", "fundingTime": str(at), "nextFundingTime": str(after), "ts": str(market)}
+        return json.dumps({"arg": {"channel": "funding-rate", "instId": symbol}, "data": [item]},
+                          separators=(",", ":"))
+
+    async def _run_funding(self, symbol: str) -> None:
+        """A ``funding-rate`` push every ``funding_interval_s`` of market time to the connections subscribed."""
+        await self._started.wait()
+        last = None
+        while True:
+            await self._running.wait()
+            market = self.market_ms(symbol)
+            if last is None or market - last >= self.funding_interval_s * 1000:
+                last = market
+                text = self.funding_push(symbol)
+                for conn in list(self._conns):
+                    if text is not None and symbol in conn.funding and not self._stalled():
+                        with contextlib.suppress(ConnectionError, RuntimeError):
+                            await conn.ws.send_str(text)
+            await asyncio.sleep(0.05)
 
     async def _send_depth(self, symbol: str, event: dict[str, object]) -> None:
         if self._stalled():
@@ -425,6 +542,8 @@ class ReplayServer:
         for arg in args:
             channel = arg.get("channel") if isinstance(arg, dict) else None
             symbol = arg.get("instId") if isinstance(arg, dict) else None
+            if not self.refuse_subscriptions and await self._state_channel(conn, op, arg, req_id):
+                continue
             if self.refuse_subscriptions or channel != "trades" or symbol not in self.feeds:
                 await self._reply(conn, {"event": "error", "code": "60018",
                                          "msg": f"Wrong URL or channel:{channel},instId:{symbol} doesn't exist"},
@@ -440,8 +559,27 @@ class ReplayServer:
                 continue
             await self._reply(conn, ack, req_id)
         self._subscribers_changed.set()
-        if conn.symbols:
+        if conn.symbols or conn.books or conn.funding:  # the market opens at the first subscription
             self._started.set()
+
+    async def _state_channel(self, conn: _Conn, op: str, arg: object, req_id: object) -> bool:
+        """``funding-rate``/``open-interest`` of a swap tape and ``liquidation-orders`` by ``instType``: acked
+        (True) as OKX does. Funding pushes come from the recorded history when the replay has one; open interest
+        and liquidations have no recording behind them, so those subscriptions stay silent."""
+        if not isinstance(arg, dict):
+            return False
+        if await self._book_channel(conn, op, arg, req_id):
+            return True
+        channel, symbol = arg.get("channel"), arg.get("instId")
+        if channel == "liquidation-orders" and arg.get("instType") in ("SWAP", "FUTURES", "MARGIN", "OPTION"):
+            await self._reply(conn, {"event": op, "arg": {"channel": channel, "instType": arg["instType"]}}, req_id)
+            return True
+        if channel in ("funding-rate", "open-interest") and symbol in self.feeds and str(symbol).endswith("-SWAP"):
+            if channel == "funding-rate":
+                (conn.funding.add if op == "subscribe" else conn.funding.discard)(symbol)
+            await self._reply(conn, {"event": op, "arg": {"channel": channel, "instId": symbol}}, req_id)
+            return True
+        return False
 
     async def _late_reply(self, conn: _Conn, body: dict[str, object], req_id: object, delay: float) -> None:
         await asyncio.sleep(delay)

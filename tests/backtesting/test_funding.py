@@ -88,3 +88,38 @@ def test_a_bad_funding_file_names_the_file_the_row_and_the_field(tmp_path: Path)
         read_funding_csv(bad)
     with pytest.raises(ConfigurationError, match="no such file"):
         read_funding_csv(tmp_path / "missing.csv")
+
+
+def test_funding_from_the_stored_funding_rates_equals_the_recorded_file(pg_clean: str) -> None:
+    """The collector stores funding-rate reports; a backtest with ``funding_db`` charges their settlements. Stored:
+    two reports of each real settlement's period (the last one carries the settled rate) and a report of the
+    next period that has not settled in the data."""
+    from config.domain import FundingRate
+    from database.engine import make_engine, make_session_factory, session_scope
+    from database.repositories.derivatives import add_derivatives
+
+    funding = read_funding_csv(FUNDING)
+    reports = []
+    for ts, rate in zip(funding.time_ms.tolist(), funding.rate.tolist(), strict=True):
+        reports += [FundingRate("okx", "BTC-USDT-SWAP", "BTC-USDT-SWAP", ts - 3_600_000, rate * 0.5, ts),
+                    FundingRate("okx", "BTC-USDT-SWAP", "BTC-USDT-SWAP", ts - 60_000, rate, ts)]
+    engine = make_engine(pg_clean)
+    sessions = make_session_factory(engine)
+    with session_scope(sessions) as session:
+        add_derivatives(session, reports)
+    bot = make_bot("sma_cross", {"fast": 50, "slow": 200}, timeframe="1m", symbol="BTC-USDT-SWAP", allow_short=True)
+    from_file = BacktestSpec(bot=bot, data_file=str(CANDLES), funding_file=str(FUNDING))
+    from_db = from_file.model_copy(update={"funding_file": None, "funding_db": True})
+    with session_scope(sessions) as session:
+        prepared = load_data(from_db, session)
+        assert prepared.funding is not None
+        assert prepared.funding.time_ms.tolist() == funding.time_ms.tolist()
+        assert prepared.funding.rate.tolist() == funding.rate.tolist()
+        expected = run_backtest(from_file, load_data(from_file))
+        got = run_backtest(from_db, prepared)
+        assert got.metrics["funding_paid"] == expected.metrics["funding_paid"] != 0
+        assert got.equity.tolist() == expected.equity.tolist()
+        other = from_db.model_copy(update={"bot": bot.model_copy(update={"symbol": "ETH-USDT-SWAP"})})
+        with pytest.raises(ConfigurationError, match="no funding rates stored for okx ETH-USDT-SWAP"):
+            load_data(other, session)
+    engine.dispose()

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_TABLES = {
     "instruments", "trades", "candles", "bots", "signals", "orders", "fills", "positions",
     "equity_snapshots", "bot_events", "strategy_runs", "strategy_signals", "backtest_trades",
-    "system_events", "component_health", "api_credentials", "book_snapshots",
+    "system_events", "component_health", "api_credentials", "book_snapshots", "funding_rates", "open_interest",
+    "liquidations",
 }
 
 
@@ -115,3 +116,29 @@ def test_raw_trades_keep_one_btree_and_a_brin_time_index(pg_clean: str) -> None:
     assert set(indexes) == {"pk_trades", "ix_trades_ts"}
     assert "USING brin (ts)" in indexes["ix_trades_ts"]
     assert "ix_trades_ts" in plan
+
+
+def _migrate(url: str) -> None:
+    upgrade(url)
+
+
+def test_processes_starting_together_migrate_one_at_a_time() -> None:
+    """Four processes (say two collectors, the bots and the dashboard) migrating one fresh PostgreSQL database at
+    once all succeed (without the advisory lock, Alembic's version table is created twice and all but one fail)."""
+    import multiprocessing
+
+    from tests.conftest import create_pg_database, drop_pg_database
+
+    url = create_pg_database("tcp_migrate_race")
+    try:
+        processes = [multiprocessing.get_context("spawn").Process(target=_migrate, args=(url,)) for _ in range(4)]
+        for p in processes:
+            p.start()
+        for p in processes:
+            p.join(120)
+        assert [p.exitcode for p in processes] == [0, 0, 0, 0]
+        from database.migrate import alembic_config
+
+        assert current_revision(url) == ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    finally:
+        drop_pg_database(url)
