@@ -3,9 +3,9 @@
 * ``throughput``: ``replay --speed 0`` -> ``collect`` into PostgreSQL with raw trades stored, trades/s.
 * ``latency``: trade received -> closed candle published on Redis (written to PostgreSQL first), p50/p99.
 * ``rss``: collector resident memory with 50 symbols x 6 timeframes (a synthesised day each).
-* ``rss_all``: all the collectors together, 50 symbols: OKX (48 synthesised symbols) and Binance (the real
-  BTC-USDT spot and USDⓈ-M tapes, with both order books and the USDⓈ-M funding/liquidation stream), each its own
-  process; beside the same two processes with ``ORDER_BOOKS`` and ``MARKET_STATE`` off (the reference).
+* ``rss_all``: all the collectors together, 50 symbols in one process: OKX (48 synthesised symbols) and Binance
+  (the real BTC-USDT spot and USDⓈ-M tapes, with both order books and the USDⓈ-M funding/liquidation stream);
+  beside the same with ``ORDER_BOOKS`` and ``MARKET_STATE`` off (the reference).
 
     .venv/bin/python benchmarks/bench_collector_e2e.py [throughput|latency|rss|rss_all|idle ...]
 """
@@ -221,6 +221,8 @@ def rss(symbols: int = 50) -> None:
 
 
 def rss_all(okx_symbols: int = 48, seconds: float = 90.0) -> None:
+    """One collector process for every venue (``SYMBOLS=S00-USDT,...,binance:BTC-USDT,binance:BTC-USDT-SWAP``,
+    the venues' URLs pointing at two replay processes), with and without books and market state."""
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         args, names = synthesised_day(tmp, okx_symbols)
@@ -233,34 +235,34 @@ def rss_all(okx_symbols: int = 48, seconds: float = 90.0) -> None:
                 cwd=ROOT, env=env("sqlite:///" + tmp + "/unused.db", tmp), stdout=subprocess.PIPE, text=True)
             line = binance_replay.stdout.readline()  # type: ignore[union-attr]
             b_ws, b_rest, b_usdm = re.search(r"(ws://\S+) rest (http://\S+) usdm (ws://\S+)", line).groups()  # type: ignore
-            environment = {**env(db.url, tmp), **extra}
-            collectors = [
-                subprocess.Popen([sys.executable, "-m", "data", "collect", "--symbols", ",".join(names),
-                                  "--okx-ws-url", ws, "--okx-rest-url", rest], cwd=ROOT, env=environment),
-                subprocess.Popen([sys.executable, "-m", "data", "collect", "--exchange", "binance", "--symbols",
-                                  "BTC-USDT,BTC-USDT-SWAP", "--ws-url", b_ws, "--rest-url", b_rest,
-                                  "--perp-ws-url", b_usdm, "--perp-rest-url", b_rest], cwd=ROOT, env=environment)]
+            environment = {**env(db.url, tmp), **extra, "MARKET_SOURCE": "live",
+                           "SYMBOLS": ",".join([*names, "binance:BTC-USDT", "binance:BTC-USDT-SWAP"]),
+                           "OKX_WS_URL": ws, "OKX_REST_URL": rest, "BINANCE_WS_URL": b_ws, "BINANCE_REST_URL": b_rest,
+                           "BINANCE_USDM_WS_URL": b_usdm, "BINANCE_USDM_REST_URL": b_rest}
+            collect = subprocess.Popen([sys.executable, "-m", "data", "collect"], cwd=ROOT, env=environment)
             peak = 0
             try:
-                processes = [psutil.Process(c.pid) for c in collectors]
+                process = psutil.Process(collect.pid)
                 deadline = time.perf_counter() + seconds
                 while time.perf_counter() < deadline:
                     time.sleep(0.5)
-                    peak = max(peak, sum(p.memory_info().rss for p in processes))
-                final = [p.memory_info().rss for p in processes]
+                    peak = max(peak, process.memory_info().rss)
+                final = process.memory_info().rss
+                assert collect.poll() is None, "the collector stopped"
                 books = db.scalar("SELECT count(*) FROM book_snapshots")
                 trades = db.scalar("SELECT count(*) FROM trades")
+                binance = db.scalar("SELECT count(*) FROM candles WHERE exchange = 'binance'")
             finally:
-                for process in (*collectors, okx_replay, binance_replay):
-                    process.terminate()
-                    process.wait(120)
+                for p in (collect, okx_replay, binance_replay):
+                    p.terminate()
+                    p.wait(120)
                 db.drop()
-            results[label] = (final, peak, books, trades)
-    print(f"rss_all: {okx_symbols} OKX + 2 Binance symbols, {seconds:.0f} s at --speed 0 (OKX) / 2x looping (Binance)")
-    for label, (final, peak, books, trades) in results.items():
-        print(f"  {label:<36} OKX {final[0] / 2**20:.0f} MB + Binance {final[1] / 2**20:.0f} MB = "
-              f"{sum(final) / 2**20:.0f} MB at the end, {peak / 2**20:.0f} MB peak; {trades:,} trades, "
-              f"{books:,} book snapshots stored")
+            results[label] = (final, peak, books, trades, binance)
+    print(f"rss_all: one `python -m data collect` for {okx_symbols} OKX + 2 Binance symbols, {seconds:.0f} s "
+          "(OKX replay at --speed 0, Binance at 2x looping)")
+    for label, (final, peak, books, trades, binance) in results.items():
+        print(f"  {label:<36} RSS {final / 2**20:.0f} MB at the end, {peak / 2**20:.0f} MB peak; {trades:,} trades, "
+              f"{binance:,} Binance candles, {books:,} book snapshots stored")
 
 
 def idle(seconds: float = 20.0) -> None:

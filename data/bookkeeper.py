@@ -58,7 +58,7 @@ class BookKeeper:
             await self._flush()
 
     def publish_now(self) -> list[BookTop]:
-        """Take the top of every dirty book (and queue it for publishing); returns the tops taken."""
+        """Take the top of every changed book (kept in ``latest``, to be stored); returns them for publishing."""
         tops = []
         for symbol, (book, event_ms, update_id) in self._dirty.items():
             if book.best_bid is None and book.best_ask is None:

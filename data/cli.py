@@ -9,9 +9,11 @@ import pathlib
 import signal
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
+
 from config.domain import Timeframe, datetime_to_ms
 from config.errors import ConfigurationError
-from config.settings import get_settings
+from config.settings import Settings, get_settings
 
 EXCHANGES = ("okx", "binance")  # data.venues.EXCHANGES, kept here so that --help loads no venue code
 PROTOCOLS = EXCHANGES
@@ -165,10 +167,27 @@ def _collect(args: argparse.Namespace) -> int:
     if exchange != "okx" and (args.okx_ws_url or args.okx_rest_url):
         raise ConfigurationError(f"is for OKX; with --exchange {exchange} use --ws-url / --rest-url",
                                  source="--okx-ws-url" if args.okx_ws_url else "--okx-rest-url")
-    settings = settings.model_copy(update={"exchange": exchange, "symbols": symbols})
+    try:
+        settings = settings.model_copy(update={"exchange": exchange, "symbols": symbols})
+        venues = type(settings).model_validate(settings.model_dump()).venue_symbols()  # prefixes checked
+    except ValidationError as exc:
+        reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ConfigurationError(reason, source="--symbols") from None
+    urls = [o for o in ("ws_url", "rest_url", "perp_ws_url", "perp_rest_url", "okx_ws_url", "okx_rest_url")
+            if getattr(args, o)]
+    if len(venues) > 1 and urls:
+        raise ConfigurationError(f"symbols of {', '.join(venues)}: each venue takes its URLs from the settings "
+                                 "(OKX_WS_URL, BINANCE_WS_URL...), not from the command line",
+                                 source="--" + urls[0].replace("_", "-"))
+    if len(venues) == 1:  # binance:BTC-USDT alone is a Binance collector
+        exchange, symbols = next(iter(venues.items()))
+        settings = settings.model_copy(update={"exchange": exchange, "symbols": symbols})
     if args.no_trades:
         settings = settings.model_copy(update={"store_raw_trades": False})
     upgrade(settings.effective_database_url)
+
+    if len(venues) > 1:
+        return _run_until_signal(lambda stop: _collect_venues(settings, stop))
 
     async def main(stop: asyncio.Event) -> int:
         source = None
@@ -207,6 +226,19 @@ def _collect(args: argparse.Namespace) -> int:
         return 0
 
     return _run_until_signal(main)
+
+
+async def _collect_venues(settings: Settings, stop: asyncio.Event) -> int:
+    """``collect`` with symbols of several venues: one collector each in this process (``run_venues``)."""
+    from data.bus import make_bus
+    from data.service import run_venues
+
+    bus = make_bus(settings.redis_url, settings.redis_prefix)
+    try:
+        await run_venues(settings, bus, stop)
+    finally:
+        await bus.close()
+    return 0
 
 
 def _parse_time(text: str, option: str) -> int:

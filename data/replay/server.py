@@ -368,12 +368,15 @@ class ReplayServer:
                     await conn.ws.send_str(text)
 
     async def _book_channel(self, conn: _Conn, op: str, arg: dict[str, object], req_id: object) -> bool:
-        """``books``/``books5`` of a symbol with a captured book: acked; a ``books`` subscriber then gets a
-        snapshot of the exchange's book (at once, when the capture has started)."""
+        """``books``/``books5`` of a tape's symbol: acked; with a captured book a ``books`` subscriber then gets a
+        snapshot of the exchange's book (at once, when the capture has started), without one nothing follows."""
         channel, symbol = arg.get("channel"), arg.get("instId")
-        if channel not in ("books", "books5") or symbol not in self.okx_book_feeds:
+        if channel not in ("books", "books5") or symbol not in self.feeds:
             return False
         assert isinstance(symbol, str) and isinstance(channel, str)
+        if symbol not in self.okx_book_feeds:  # no recording of its book: acked, and it stays silent
+            await self._reply(conn, {"event": op, "arg": {"channel": channel, "instId": symbol}}, req_id)
+            return True
         conn.book_ready.discard(symbol)
         if op == "subscribe":
             conn.books[symbol] = channel
