@@ -17,7 +17,9 @@ latest tops, when both are younger than ``max_age_ms``:
 
 A leg that is sold while flat is a short (a perpetual, or a margin sell on spot). Each order fills at its own
 leg's next book at least ``latency_ms`` after it was sent; the bot waits for both legs' fills before it acts
-again, so a leg never trades alone for longer than one book of the other.
+again, so a leg never trades alone for longer than one book of the other. When the legs end up holding
+different sizes (a leg's balance could not carry the margin: its order refused, or cut short) the larger leg is
+brought back to the smaller at market (decision ``trim``, or ``abort`` when the smaller holds nothing).
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ class Decision:
     edge, or what the close gave back (gross)."""
 
     ts_ms: int
-    action: str  # "open" | "close"
+    action: str  # "open" | "close" | "trim" / "abort": the legs' sizes differed, leg ``long`` was cut back
     long: int
     short: int
     bps: float
@@ -202,8 +204,13 @@ class ArbitrageBot:
             self.rejections += [(self.config.legs[i], o.order_id, why) for o, why in broker.rejected]
             broker.rejected.clear()
         self.tops[i] = top
+        if self.busy:
+            return fills
+        if self.trade is not None and self.brokers[0].quantity != -self.brokers[1].quantity:
+            self._balance(top.ts_ms)  # a leg was refused or filled short: never leave the other alone
+            return fills
         a, b = self.tops
-        if a is None or b is None or self.busy or abs(a.ts_ms - b.ts_ms) > self.config.max_age_ms:
+        if a is None or b is None or abs(a.ts_ms - b.ts_ms) > self.config.max_age_ms:
             return fills
         if self.trade is None:
             self._maybe_open(a, b, top.ts_ms)
@@ -242,6 +249,19 @@ class ArbitrageBot:
         self.trades_closed += 1
         self.decisions.append(Decision(ts, "close", trade.long, trade.short, -back.gross_bps))
 
+    def _balance(self, ts: int) -> None:
+        """The legs of the open trade hold different sizes (one refused its order, or the margin cut it short):
+        bring the larger back to the smaller at market; when the smaller is nothing, the trade is over (abort)."""
+        sizes = [abs(b.quantity) for b in self.brokers]
+        large = 0 if sizes[0] > sizes[1] else 1
+        broker = self.brokers[large]
+        side = Side.SELL if broker.quantity > 0 else Side.BUY
+        self._send(large, side, ts, f"balance: the other leg holds {sizes[1 - large]}", reduce_only=True,
+                   quantity=sizes[large] - sizes[1 - large])
+        if sizes[1 - large] == 0:
+            self.trade = None
+        self.decisions.append(Decision(ts, "abort" if self.trade is None else "trim", large, 1 - large, 0.0))
+
     def snapshot(self) -> dict[str, Any]:
         """JSON-safe state; :meth:`restore` on a bot built from the same config resumes it exactly."""
         t = self.trade
@@ -257,9 +277,10 @@ class ArbitrageBot:
         t = state.get("trade")
         self.trade = None if t is None else _Trade(int(t[0]), int(t[1]), float(t[2]), int(t[3]))
 
-    def _send(self, leg: int, side: Side, ts: int, reason: str, *, reduce_only: bool = False) -> None:
+    def _send(self, leg: int, side: Side, ts: int, reason: str, *, reduce_only: bool = False,
+              quantity: Decimal | None = None) -> None:
         self._seq += 1
         broker = self.brokers[leg]
         self.sent.append((leg, broker.submit_market(f"{broker.order_id_prefix}{self._seq}", side,
-                                                    self.config.quantity, reason=reason, reduce_only=reduce_only,
-                                                    at_ms=ts)))
+                                                    quantity or self.config.quantity, reason=reason,
+                                                    reduce_only=reduce_only, at_ms=ts)))

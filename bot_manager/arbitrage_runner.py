@@ -144,7 +144,8 @@ class ArbitrageRunner:
             if entry.bot.leg_index(top) is None:
                 continue
             fills = entry.bot.on_book(top)
-            if fills or entry.bot.sent or entry.bot.rejections or len(entry.bot.decisions) > entry.decisions_seen:
+            bot = entry.bot
+            if fills or bot.sent or bot.rejections or len(bot.decisions) > entry.decisions_seen:
                 out += self._record(entry, top.ts_ms, fills)
         return out
 
@@ -154,8 +155,12 @@ class ArbitrageRunner:
         sent, bot.sent = bot.sent, []
         rejected, bot.rejections = bot.rejections, []
         decisions = bot.decisions[entry.decisions_seen:]
-        events = [EventRecord(f"arbitrage_{d.action}", f"{d.action}: bought {legs[d.long]}, sold {legs[d.short]}"
-                              if d.action == "open" else f"close: {d.bps:+.2f} bps to undo", "INFO",
+        said = {"open": lambda d: f"open: bought {legs[d.long]}, sold {legs[d.short]}, {d.bps:+.2f} bps net",
+                "close": lambda d: f"close: {d.bps:+.2f} bps to undo",
+                "trim": lambda d: f"trim: {legs[d.long]} cut back to what {legs[d.short]} holds",
+                "abort": lambda d: f"abort: {legs[d.short]} holds nothing, {legs[d.long]} undone"}
+        warn = ("trim", "abort")
+        events = [EventRecord(f"arbitrage_{d.action}", said[d.action](d), "WARNING" if d.action in warn else "INFO",
                               {"bps": round(d.bps, 4), "long": str(legs[d.long]), "short": str(legs[d.short])}, ts)
                   for d in decisions]
         events += [EventRecord("order_rejected", f"order {oid} on {leg} rejected: {why}", "WARNING",

@@ -159,3 +159,53 @@ def test_quotes_and_basis_by_hand() -> None:
     assert buy_perp.fees_bps == pytest.approx(15.0) and buy_perp.net_bps == pytest.approx(6.0404 - 15.0, abs=1e-3)
     assert (buy_perp.size, buy_perp.ts_ms) == (0.696, 2)
     assert basis_bps(spot, perp) == pytest.approx((61800.25 - 61837.635) / 61837.635 * 1e4)
+
+
+def test_a_leg_the_margin_cuts_short_is_matched_by_trimming_the_other_by_hand() -> None:
+    """The spot leg's 100 USDT carries a short of only 0.00161 BTC (99.56 USDT at 61 840): the margin cuts its
+    sale there, so the perpetual's 0.05 BTC is cut back to 0.00161 at market (hand-made books, 0.5 bp fees)."""
+    config = ArbitrageConfig("basis", (SPOT, PERP), Decimal("0.05"), 5.0, 2.0, (Decimal(100), Decimal(10_000)),
+                             fees=(FEE, FEE))
+
+    def top(leg: Leg, ts: int, bid: float, ask: float) -> BookTop:
+        return BookTop(leg.exchange, leg.symbol, ts, ((bid, 1.0),), ((ask, 1.0),))
+
+    bot = ArbitrageBot(config)
+    assert bot.on_book(top(PERP, 1, 61_800.0, 61_800.1)) == []
+    assert bot.on_book(top(SPOT, 2, 61_840.0, 61_840.1)) == []  # spot 6.45 bps rich: sell spot, buy perp
+    assert [d.action for d in bot.decisions] == ["open"]
+    (bought,) = bot.on_book(top(PERP, 3, 61_801.0, 61_801.1))
+    assert (bought.fill.side, float(bought.fill.price), bought.fill.quantity) == (Side.BUY, 61_801.1, Decimal("0.05"))
+    (sold,) = bot.on_book(top(SPOT, 4, 61_840.0, 61_840.1))
+    # the most 100 USDT of margin can carry, net of the fee, floored to the 0.00001 lot
+    cap = int(100 / (61_840.0 * (1 + 0.00005)) / 0.00001) * 0.00001
+    assert float(sold.fill.quantity) == pytest.approx(cap) and sold.fill.quantity < Decimal("0.05")
+    assert [d.action for d in bot.decisions] == ["open", "trim"] and bot.trade is not None
+    (trimmed,) = bot.on_book(top(PERP, 5, 61_790.0, 61_790.1))
+    assert (trimmed.fill.side, float(trimmed.fill.price)) == (Side.SELL, 61_790.0)
+    assert float(trimmed.fill.quantity) == pytest.approx(0.05 - cap)
+    assert bot.brokers[1].quantity == -bot.brokers[0].quantity == sold.fill.quantity  # a hedged pair again
+    assert float(trimmed.fill.realised_pnl) == pytest.approx((61_790.0 - 61_801.1) * (0.05 - cap), abs=1e-8)
+
+
+def test_a_refused_leg_is_undone_by_hand() -> None:
+    """With 1 USDT the spot leg cannot sell even one lot: refused, so the perpetual bought meanwhile is sold
+    back whole (abort)."""
+    config = ArbitrageConfig("basis", (SPOT, PERP), Decimal("0.05"), 5.0, 2.0, (Decimal("0.1"), Decimal(10_000)),
+                             fees=(FEE, FEE))
+
+    def top(leg: Leg, ts: int, bid: float, ask: float) -> BookTop:
+        return BookTop(leg.exchange, leg.symbol, ts, ((bid, 1.0),), ((ask, 1.0),))
+
+    bot = ArbitrageBot(config)
+    bot.on_book(top(PERP, 1, 61_800.0, 61_800.1))
+    bot.on_book(top(SPOT, 2, 61_840.0, 61_840.1))
+    bot.on_book(top(PERP, 3, 61_801.0, 61_801.1))
+    assert bot.on_book(top(SPOT, 4, 61_840.0, 61_840.1)) == []
+    assert [(leg.symbol, why) for leg, _, why in bot.rejections] == [("BTC-USDT", "insufficient margin")]
+    assert [d.action for d in bot.decisions] == ["open", "abort"] and bot.trade is None
+    (undone,) = bot.on_book(top(PERP, 5, 61_790.0, 61_790.1))
+    assert (undone.fill.side, float(undone.fill.price), undone.fill.position_after) == (Side.SELL, 61_790.0, 0)
+    fees = (61_801.1 + 61_790.0) * 0.05 * 0.00005
+    assert float(bot.brokers[1].balance) == pytest.approx(10_000 + (61_790.0 - 61_801.1) * 0.05 - fees, abs=1e-7)
+    assert bot.brokers[0].quantity == 0 and bot.brokers[0].balance == Decimal("0.1")
