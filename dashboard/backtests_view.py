@@ -50,8 +50,9 @@ def parse_json_object(text: str | None, field: str) -> dict[str, Any]:
 
 def build_request(strategy: str | None, params_text: str | None, market: str | None, timeframe: str | None,
                   start_date: str | None, end_date: str | None, fee_pct: float | None, slippage_bps: float | None,
-                  size_pct: float | None, cash: float | None) -> dict[str, Any]:
-    """The :class:`backtesting.service.BacktestRequest` fields the form describes."""
+                  size_pct: float | None, cash: float | None, funding: bool | None = None) -> dict[str, Any]:
+    """The :class:`backtesting.service.BacktestRequest` fields the form describes (``funding``: charge the
+    settlements the collector stored for the market, ``funding_db``)."""
     if not strategy:
         raise FormError("strategy", "choose a strategy")
     if not market or "|" not in market:
@@ -66,6 +67,8 @@ def build_request(strategy: str | None, params_text: str | None, market: str | N
         "slippage_bps": float(slippage_bps), "size_fraction": float(size_pct) / 100,  # type: ignore[arg-type]
         "cash": float(cash),  # type: ignore[arg-type]
     }
+    if funding:
+        request["funding_db"] = True
     if start_date:
         request["start"] = _date(start_date, "start")
     if end_date:

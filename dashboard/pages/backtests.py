@@ -32,6 +32,7 @@ from dashboard.context import DashboardContext
 from dashboard.figures import compare_figure, empty_figure, equity_figure, heatmap_figure, market_figure
 from dashboard.market_data import ChartRequest, assemble_chart
 from dashboard.pages.market import market_list, strategy_names, timeframe_options
+from database.repositories.derivatives import funding_settlements
 
 PATH = "/backtests"
 TITLE = "Backtests"
@@ -74,6 +75,8 @@ def layout(context: DashboardContext) -> Any:
                  dbc.Col(field("size % of equity", dbc.Input(id=ids.BT_SIZING, value=100, min=1, **number)), xs=6),
                  dbc.Col(field("starting cash", dbc.Input(id=ids.BT_BALANCE, value=10_000, min=1, **number)), xs=6)],
                 className="g-2"),
+        dbc.Checkbox(id=ids.BT_FUNDING, value=False, className="small mb-2",
+                     label="charge the funding the collector stored (perpetual swaps)"),
         dbc.Button("Run backtest", id=ids.BT_LAUNCH, color="primary", size="sm", className="me-1"),
         dbc.Accordion([dbc.AccordionItem([
             field("grid (JSON: parameter → values)", dbc.Textarea(id=ids.BT_OPT_GRID, className="json-editor-small",
@@ -132,6 +135,11 @@ def submit(context: DashboardContext, optimise: bool, form: tuple[Any, ...], gri
     """Queue the run the form describes; (feedback, run id or None). Invalid input queues nothing."""
     try:
         request = build_request(*form)
+        if request.get("funding_db"):
+            with context.session() as session:
+                if not funding_settlements(session, request["exchange"], request["symbol"]):
+                    raise FormError("funding", f"no funding rates stored for {request['exchange']} "
+                                               f"{request['symbol']} (the collector stores them for -SWAP symbols)")
         service = context.backtests()
         if optimise:
             grid = parse_json_object(grid_text, "grid")
@@ -259,7 +267,7 @@ def register(app: Dash, context: DashboardContext) -> None:
     form_state = [State(i, p) for i, p in (
         (ids.BT_STRATEGY, "value"), (ids.BT_PARAMS, "value"), (ids.BT_MARKET, "value"), (ids.BT_TIMEFRAME, "value"),
         (ids.BT_DATES, "start_date"), (ids.BT_DATES, "end_date"), (ids.BT_FEE, "value"), (ids.BT_SLIPPAGE, "value"),
-        (ids.BT_SIZING, "value"), (ids.BT_BALANCE, "value"))]
+        (ids.BT_SIZING, "value"), (ids.BT_BALANCE, "value"), (ids.BT_FUNDING, "value"))]
 
     @app.callback(
         Output(ids.BT_FORM_FEEDBACK, "children"), Output(ids.BT_ACTIVE_RUN, "data"),

@@ -103,3 +103,26 @@ def test_an_invalid_bot_in_the_editor_names_the_field_and_creates_nothing(name: 
     for word in words:
         assert word in shown, shown
     assert create_bot(context, GOOD_BOT, False)[2] == "good_bot"  # the control
+
+
+def test_charging_funding_needs_stored_funding_and_then_queues_a_funding_run(context: DashboardContext) -> None:
+    """The form's funding box: without stored funding rates for the market it names ``funding`` and queues
+    nothing; once the collector has stored some, the queued run charges them (``funding_db``)."""
+    from backtesting.service import spec_of
+    from config.domain import FundingRate
+    from database.models import StrategyRun
+    from database.repositories.derivatives import add_derivatives
+
+    feedback, run_id = submit(context, False, (*form({}), True), None, None)
+    assert run_id is None and runs(context) == 0
+    assert "funding" in text_of(feedback) and "no funding rates stored for okx BTC-USDT" in text_of(feedback)
+    with context.session() as session:
+        add_derivatives(session, [FundingRate("okx", "BTC-USDT", "BTC-USDT", 1_767_254_000_000, 0.0001,
+                                              1_767_254_400_000)])
+    _, run_id = submit(context, False, (*form({}), True), None, None)
+    assert run_id is not None
+    with context.session() as session:
+        assert spec_of(session.get(StrategyRun, run_id)).funding_db is True
+    _, plain = submit(context, False, (*form({}), False), None, None)
+    with context.session() as session:
+        assert spec_of(session.get(StrategyRun, plain)).funding_db is False
