@@ -65,8 +65,7 @@ class ArbitrageBotConfig(_Strict):
     def to_runtime(self) -> ArbitrageConfig:
         fees = None
         if any(leg.fees is not None for leg in self.legs):
-            fees = tuple(FeeModel.for_venue(leg.exchange, leg.symbol) if leg.fees is None else
-                         FeeModel(Decimal(repr(leg.fees.maker_pct)) / 100, Decimal(repr(leg.fees.taker_pct)) / 100)
+            fees = tuple(FeeModel.for_venue(leg.exchange, leg.symbol) if leg.fees is None else leg.fees.model()
                          for leg in self.legs)
         return ArbitrageConfig(self.name, tuple(Leg(leg.exchange, leg.symbol) for leg in self.legs),  # type: ignore
                                self.quantity, self.entry_bps, self.exit_bps,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,14 @@ from bot_manager.arbitrage import ArbitrageBot, LegFill
 from bot_manager.arbitrage_config import ArbitrageBotConfig, load_arbitrage_folder, parse_arbitrage_config
 from bot_manager.broker import money
 from bot_manager.engine import BotStatus
-from bot_manager.recording import event_message, fill_message, fill_record, order_record, track_positions
+from bot_manager.recording import (
+    event_message,
+    fill_message,
+    fill_record,
+    order_record,
+    position_values,
+    track_positions,
+)
 from config.domain import BookTop
 from config.errors import ConfigurationError
 from data import topics
@@ -78,7 +85,6 @@ class _Loaded:
     peak: Decimal
     last_snapshot_ms: int = 0
     decisions_seen: int = 0
-    symbols: tuple[str, str] = field(default=("", ""))
 
 
 class ArbitrageRunner:
@@ -115,17 +121,9 @@ class ArbitrageRunner:
         bot = ArbitrageBot(config.to_runtime())
         if row.state:
             bot.restore(row.state)
-        positions: list[dict[str, Any] | None] = []
-        for leg in bot.config.legs:
-            open_row = next((p for p in repo.positions(session, row.id)
-                             if p.status == "open" and p.symbol == leg.symbol), None)
-            positions.append(None if open_row is None else {
-                "id": open_row.id, "symbol": open_row.symbol, "side": open_row.side, "quantity": open_row.quantity,
-                "entry_price": open_row.entry_price, "status": "open", "stop_loss": None, "take_profit": None,
-                "trailing_peak": None, "fees": open_row.fees, "realised_pnl": open_row.realised_pnl,
-                "exit_price": None, "exit_reason": None, "opened_at": open_row.opened_at, "closed_at": None})
-        self.loaded[row.name] = _Loaded(row.id, row.name, bot, positions, Decimal(row.peak_equity),
-                                        symbols=(bot.config.legs[0].symbol, bot.config.legs[1].symbol))
+        open_rows = {p.symbol: p for p in repo.positions(session, row.id) if p.status == "open"}
+        positions = [position_values(open_rows.get(leg.symbol)) for leg in bot.config.legs]
+        self.loaded[row.name] = _Loaded(row.id, row.name, bot, positions, Decimal(row.peak_equity))
 
     # ------------------------------------------------------------------ book tops
 

@@ -41,6 +41,10 @@ class FeesConfig(_Strict):
     maker_pct: float = Field(default=0.08, ge=0, le=5, description="maker fee, percent (0.08 = 0.08%)")
     taker_pct: float = Field(default=0.10, ge=0, le=5, description="taker fee, percent (0.10 = 0.10%)")
 
+    def model(self) -> FeeModel:
+        """The broker's fee model (fractions of notional, exact decimals of the percentages given)."""
+        return FeeModel(Decimal(repr(self.maker_pct)) / 100, Decimal(repr(self.taker_pct)) / 100)
+
 
 class FixedSlippageConfig(_Strict):
     model: Literal["fixed"] = "fixed"
@@ -151,7 +155,7 @@ class BotConfig(_Strict):
 
     def make_broker(self, order_id_prefix: str = "") -> PaperBroker:
         """A fresh :class:`PaperBroker` with this bot's balance, fees, slippage and exits."""
-        fees = FeeModel(Decimal(repr(self.fees.maker_pct)) / 100, Decimal(repr(self.fees.taker_pct)) / 100)
+        fees = self.fees.model()
         s = self.slippage
         slippage = FixedSlippage(s.bps) if isinstance(s, FixedSlippageConfig) \
             else VolumeSlippage(s.base_bps, s.impact_bps, s.max_bps)

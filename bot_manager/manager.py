@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot_manager.arbitrage_runner import STRATEGY as ARBITRAGE
 from bot_manager.config import PortfolioConfig, parse_bot_config
 from bot_manager.engine import BotEngine, BotEventRecord, BotStatus, CandleOutcome
-from bot_manager.recording import build_write, event_message, fill_message, signal_event
+from bot_manager.recording import build_write, event_message, fill_message, position_values, signal_event
 from bot_manager.risk import PortfolioGuard
 from config.domain import Candle, Timeframe, datetime_to_ms
 from config.errors import ConfigurationError
@@ -135,7 +135,7 @@ class BotManager:
         if fresh:  # never ran: start with the next candle, never trade the past
             last_ms = market_repo.latest_candle_time_ms(session, *key)
         position = bots_repo.open_position(session, row.id)
-        bot = _Bot(row.id, row.name, engine, status, last_ms, _position_dict(position), fresh)
+        bot = _Bot(row.id, row.name, engine, status, last_ms, position_values(position), fresh)
         market.bots[row.name] = bot
         self.portfolio.add(row.name, engine.broker.equity(), engine.broker.exposure())
         return bot
@@ -376,13 +376,3 @@ def _bars(candles: list[Candle]) -> Bars:
     return Bars(np.fromiter((c.open_time_ms for c in candles), dtype=np.int64, count=n),
                 *(np.fromiter((getattr(c, f) for c in candles), dtype=np.float64, count=n)
                   for f in ("open", "high", "low", "close", "volume")))
-
-
-def _position_dict(row: Any) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    return {"id": row.id, "symbol": row.symbol, "side": row.side, "quantity": row.quantity,
-            "entry_price": row.entry_price, "status": row.status, "stop_loss": row.stop_loss,
-            "take_profit": row.take_profit, "trailing_peak": row.trailing_peak, "fees": row.fees,
-            "realised_pnl": row.realised_pnl, "exit_price": row.exit_price, "exit_reason": row.exit_reason,
-            "opened_at": datetime_to_ms(row.opened_at), "closed_at": None}

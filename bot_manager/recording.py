@@ -7,7 +7,7 @@ from typing import Any
 
 from bot_manager.broker import Fill, Order, OrderType, money
 from bot_manager.engine import BotEngine, BotStatus, CandleOutcome
-from config.domain import Side, SignalEvent, SignalType
+from config.domain import Side, SignalEvent, SignalType, datetime_to_ms
 from database.repositories.bots import BotCandleWrite, EventRecord, FillRecord, OrderRecord
 
 PROTECTIVE = (OrderType.STOP, OrderType.TAKE_PROFIT, OrderType.LIQUIDATION)  # orders the broker creates
@@ -32,6 +32,17 @@ def _open_row(fill: Fill, symbol: str) -> dict[str, Any]:
             "stop_loss": None, "take_profit": None, "trailing_peak": None, "fees": fill.fee,
             "realised_pnl": Decimal(0), "exit_price": None, "exit_reason": None, "opened_at": fill.ts_ms,
             "closed_at": None}
+
+
+def position_values(row: Any) -> dict[str, Any] | None:
+    """A stored ``positions`` row as the values :func:`track_positions` and the bot tables' writes use."""
+    if row is None:
+        return None
+    return {"id": row.id, "symbol": row.symbol, "side": row.side, "quantity": row.quantity,
+            "entry_price": row.entry_price, "status": row.status, "stop_loss": row.stop_loss,
+            "take_profit": row.take_profit, "trailing_peak": row.trailing_peak, "fees": row.fees,
+            "realised_pnl": row.realised_pnl, "exit_price": row.exit_price, "exit_reason": row.exit_reason,
+            "opened_at": datetime_to_ms(row.opened_at), "closed_at": None}
 
 
 def track_positions(position: dict[str, Any] | None, fills: list[Fill], symbol: str,

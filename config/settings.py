@@ -89,7 +89,8 @@ class Settings(BaseModel):
 
     @field_validator("symbols")
     @classmethod
-    def _venue_prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def check_venue_prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each ``venue:`` prefix of ``SYMBOLS`` names a venue; raises ``ValueError`` naming the item."""
         for item in value:
             venue, sep, symbol = item.rpartition(":")
             if sep and (venue not in VENUES or not symbol):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Engine
@@ -31,10 +30,9 @@ MAX_PENDING = 10_000
 
 
 class BookKeeper:
-    def __init__(self, exchange: str, symbols: Sequence[str], bus: Bus, db: Engine, *, depth: int = 20,
+    def __init__(self, exchange: str, bus: Bus, db: Engine, *, depth: int = 20,
                  publish_interval_s: float = 0.25, snapshot_interval_s: float = 10.0) -> None:
         self.exchange = exchange
-        self.symbols = tuple(symbols)
         self.bus = bus
         self.depth = depth
         self.publish_interval_s = publish_interval_s

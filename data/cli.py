@@ -9,8 +9,6 @@ import pathlib
 import signal
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
-
 from config.domain import Timeframe, datetime_to_ms
 from config.errors import ConfigurationError
 from config.settings import Settings, get_settings
@@ -168,11 +166,11 @@ def _collect(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"is for OKX; with --exchange {exchange} use --ws-url / --rest-url",
                                  source="--okx-ws-url" if args.okx_ws_url else "--okx-rest-url")
     try:
-        settings = settings.model_copy(update={"exchange": exchange, "symbols": symbols})
-        venues = type(settings).model_validate(settings.model_dump()).venue_symbols()  # prefixes checked
-    except ValidationError as exc:
-        reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
-        raise ConfigurationError(reason, source="--symbols") from None
+        Settings.check_venue_prefixes(symbols)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc), source="--symbols") from None
+    settings = settings.model_copy(update={"exchange": exchange, "symbols": symbols})
+    venues = settings.venue_symbols()
     urls = [o for o in ("ws_url", "rest_url", "perp_ws_url", "perp_rest_url", "okx_ws_url", "okx_rest_url")
             if getattr(args, o)]
     if len(venues) > 1 and urls:

@@ -99,7 +99,7 @@ class Collector:
         self.books: BookKeeper | None = None
         self.book_stream: BinanceBookStream | OkxBookStream | None = None
         if config.books:
-            self.books = BookKeeper(config.exchange, config.symbols, bus, self.db, depth=config.book_depth,
+            self.books = BookKeeper(config.exchange, bus, self.db, depth=config.book_depth,
                                     snapshot_interval_s=config.book_snapshot_s)
             self.book_stream = make_book_stream(config.exchange, config.ws_url, self.rest, config.symbols,
                                                 self.books.on_book, perp_ws_url=config.perp_ws_url,

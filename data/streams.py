@@ -86,6 +86,15 @@ async def frames(ws: ClientConnection, stats: ClientStats) -> AsyncIterator[byte
         yield raw
 
 
+async def text_keepalive(ws: ClientConnection, stats: ClientStats, text: str, after: float) -> None:
+    """Send ``text`` (OKX's ``ping``) whenever nothing has arrived for ``after`` seconds: a connection helper."""
+    while True:
+        await asyncio.sleep(after / 4)
+        if now_ms() - stats.last_frame_ms >= after * 1000:
+            stats.pings += 1
+            await ws.send(text)
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -257,16 +266,8 @@ class ChannelStream:
                 await ws.send(request)
             helpers = [close_on(stop, ws)]
             if self.ping_text:
-                helpers.append(self._keepalive(ws))
+                helpers.append(text_keepalive(ws, self.stats, self.ping_text, self.ping_after))
             await with_helpers(self._receive(ws), *helpers)
-
-    async def _keepalive(self, ws: ClientConnection) -> None:
-        assert self.ping_text is not None
-        while True:
-            await asyncio.sleep(self.ping_after / 4)
-            if now_ms() - self.stats.last_frame_ms >= self.ping_after * 1000:
-                self.stats.pings += 1
-                await ws.send(self.ping_text)
 
     async def _receive(self, ws: ClientConnection) -> None:
         stats = self.stats

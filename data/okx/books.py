@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from config.errors import MalformedMessageError
 from data.books import APPLIED, GAP, Book, OkxBookSync
-from data.streams import ClientStats, Reconnect, close_on, frames, now_ms, with_helpers
+from data.streams import ClientStats, Reconnect, close_on, frames, text_keepalive, with_helpers
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +73,8 @@ class OkxBookStream:
             self.stats.connects += 1
             self.stats.connected = True
             await ws.send(self._request("subscribe", self.symbols))
-            await with_helpers(self._receive(ws), self._keepalive(ws), close_on(stop, ws))
-
-    async def _keepalive(self, ws: ClientConnection) -> None:
-        while True:
-            await asyncio.sleep(self.ping_after / 4)
-            if now_ms() - self.stats.last_frame_ms >= self.ping_after * 1000:
-                self.stats.pings += 1
-                await ws.send("ping")
+            await with_helpers(self._receive(ws), text_keepalive(ws, self.stats, "ping", self.ping_after),
+                               close_on(stop, ws))
 
     async def _receive(self, ws: ClientConnection) -> None:
         stats = self.stats

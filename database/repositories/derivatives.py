@@ -76,10 +76,11 @@ def funding_settlements(session: Session, exchange: str, symbol: str, start_ms: 
                         end_ms: int | None = None) -> list[tuple[int, float]]:
     """``(settlement time ms, rate)`` of each settlement in the window: for every ``funding_time`` the stored
     reports name, the rate of the last report made before it (what settled), oldest first."""
-    rows = funding_rates(session, exchange, symbol)
+    q = _window(select(FundingRateRow.ts, FundingRateRow.funding_time, FundingRateRow.rate)
+                .where(FundingRateRow.exchange == exchange, FundingRateRow.symbol == symbol,
+                       FundingRateRow.rate.is_not(None), FundingRateRow.ts <= FundingRateRow.funding_time),
+                FundingRateRow.funding_time, start_ms, end_ms)
     settled: dict[int, float] = {}
-    for r in rows:
-        if r.rate is not None and r.ts_ms <= r.funding_time_ms:
-            settled[r.funding_time_ms] = r.rate  # reports are in time order: the last one before it wins
-    return [(t, settled[t]) for t in sorted(settled)
-            if (start_ms is None or t >= start_ms) and (end_ms is None or t < end_ms)]
+    for _, funding_time, rate in session.execute(q.order_by(FundingRateRow.ts)):
+        settled[datetime_to_ms(funding_time)] = rate  # in report order: the last one before it wins
+    return sorted(settled.items())
