@@ -106,6 +106,14 @@ class Reply:
         return self.code is None
 
 
+def _trade_stream(stream: str) -> bool:
+    return stream.endswith("@trade")
+
+
+def _depth_stream(stream: str) -> bool:
+    return "@depth" in stream
+
+
 def _payload(raw: bytes | str, wanted_stream: Callable[[str], bool], event: str) -> bytes | str | Reply | None:
     """The event of one frame (a combined-stream envelope's ``data`` or a raw event), if it is of the stream
     ``wanted_stream`` accepts (raw: of type ``event``); a :class:`Reply`; ``None`` for other streams."""
@@ -130,7 +138,7 @@ def decode_frame(raw: bytes | str, names: dict[str, str]) -> tuple[str, WireTrad
     for a trade, a :class:`Reply` for a request's answer or error, ``None`` for other streams' events
     (book tickers, depth…), which this parser does not handle. Raises :class:`MalformedMessageError`.
     """
-    payload = _payload(raw, lambda stream: stream.endswith("@trade"), "trade")
+    payload = _payload(raw, _trade_stream, "trade")
     if payload is None or isinstance(payload, Reply):
         return payload
     try:
@@ -165,7 +173,7 @@ def decode_depth_frame(raw: bytes | str, names: dict[str, str]) -> tuple[str, De
     """One frame of a socket subscribed to ``<symbol>@depth@100ms``: ``(symbol, event, event time ms)`` for a
     ``depthUpdate``, a :class:`Reply`, or ``None`` for another stream's event. Raises
     :class:`MalformedMessageError` (kinds ``not_json``, ``bad_depth``, ``unknown_symbol``...)."""
-    payload = _payload(raw, lambda stream: "@depth" in stream, "depthUpdate")
+    payload = _payload(raw, _depth_stream, "depthUpdate")
     if payload is None or isinstance(payload, Reply):
         return payload
     try:

@@ -15,10 +15,12 @@ Fault controls for tests: :meth:`ReplayServer.drop_connections`, :meth:`send_raw
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import itertools
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -398,10 +400,9 @@ class ReplayServer:
         shift = runner.anchored_pass * runner.feed.shift_ms  # a later loop pass is shifted
         market = self.market_ms(symbol)
         rows = self.funding[symbol]
-        upcoming = [i for i, (t, _) in enumerate(rows) if t + shift > market]
-        if not upcoming:
+        i = bisect.bisect_right(rows, (market - shift, math.inf))  # the first settlement after the market time
+        if i == len(rows):
             return None
-        i = upcoming[0]
         at, rate = rows[i][0] + shift, rows[i][1]
         after = rows[i + 1][0] + shift if i + 1 < len(rows) else at + 8 * 3_600_000
         item = {"instType": "SWAP", "instId": symbol, "method": "current_period", "fundingRate": repr(rate),
