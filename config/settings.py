@@ -19,7 +19,7 @@ from config.errors import SettingsError
 from config.redact import mask_url, redact
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-VENUES = ("okx", "binance")
+VENUES = ("okx", "binance", "bybit")
 
 
 class Settings(BaseModel):
@@ -35,11 +35,14 @@ class Settings(BaseModel):
     okx_ws_public_url: str = Field("wss://ws.okx.com:8443/ws/v5/public", alias="OKX_WS_URL")
     okx_ws_business_url: str = Field("wss://ws.okx.com:8443/ws/v5/business", alias="OKX_WS_BUSINESS_URL")
     okx_rest_url: str = Field("https://www.okx.com", alias="OKX_REST_URL")
-    exchange: Literal["okx", "binance"] = Field("okx", alias="EXCHANGE")
+    exchange: Literal["okx", "binance", "bybit"] = Field("okx", alias="EXCHANGE")
     binance_ws_url: str = Field("wss://stream.binance.com:9443/ws", alias="BINANCE_WS_URL")
     binance_rest_url: str = Field("https://api.binance.com", alias="BINANCE_REST_URL")
     binance_usdm_ws_url: str = Field("wss://fstream.binance.com/ws", alias="BINANCE_USDM_WS_URL")
     binance_usdm_rest_url: str = Field("https://fapi.binance.com", alias="BINANCE_USDM_REST_URL")
+    bybit_ws_url: str = Field("wss://stream.bybit.com/v5/public/spot", alias="BYBIT_WS_URL")
+    bybit_linear_ws_url: str = Field("wss://stream.bybit.com/v5/public/linear", alias="BYBIT_LINEAR_WS_URL")
+    bybit_rest_url: str = Field("https://api.bybit.com", alias="BYBIT_REST_URL")
     market_source: Literal["auto", "live", "replay"] = Field("auto", alias="MARKET_SOURCE")
     symbols: tuple[str, ...] = Field(("BTC-USDT", "ETH-USDT"), alias="SYMBOLS")
     timeframes: tuple[Timeframe, ...] = Field(DEFAULT_TIMEFRAMES, alias="TIMEFRAMES")
@@ -133,14 +136,15 @@ class Settings(BaseModel):
             raise ValueError(f"expected a redis://host:port/db URL, got {value!r}")
         return value
 
-    @field_validator("okx_ws_public_url", "okx_ws_business_url", "binance_ws_url", "binance_usdm_ws_url")
+    @field_validator("okx_ws_public_url", "okx_ws_business_url", "binance_ws_url", "binance_usdm_ws_url",
+                     "bybit_ws_url", "bybit_linear_ws_url")
     @classmethod
     def _check_ws_url(cls, value: str) -> str:
         if not value.startswith(("ws://", "wss://")):
             raise ValueError(f"expected a ws:// or wss:// URL, got {value!r}")
         return value
 
-    @field_validator("okx_rest_url", "telegram_api_url", "binance_rest_url", "binance_usdm_rest_url")
+    @field_validator("okx_rest_url", "telegram_api_url", "binance_rest_url", "binance_usdm_rest_url", "bybit_rest_url")
     @classmethod
     def _check_http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

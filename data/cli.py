@@ -13,7 +13,7 @@ from config.domain import Timeframe, datetime_to_ms
 from config.errors import ConfigurationError
 from config.settings import Settings, get_settings
 
-EXCHANGES = ("okx", "binance")  # data.venues.EXCHANGES, kept here so that --help loads no venue code
+EXCHANGES = ("okx", "binance", "bybit")  # data.venues.EXCHANGES, kept here so that --help loads no venue code
 PROTOCOLS = EXCHANGES
 
 
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     collect.add_argument("--symbols", help="comma-separated symbols such as BTC-USDT,BTC-USDT-SWAP (default: SYMBOLS)")
     collect.add_argument("--ws-url", help="public WebSocket URL (default: MARKET_SOURCE decides)")
     collect.add_argument("--rest-url", help="REST base URL (default: MARKET_SOURCE decides)")
-    collect.add_argument("--perp-ws-url", help="Binance: the USDⓈ-M WebSocket URL")
+    collect.add_argument("--perp-ws-url", help="Binance: the USDⓈ-M WebSocket URL; Bybit: the linear one")
     collect.add_argument("--perp-rest-url", help="Binance: the USDⓈ-M REST base URL")
     collect.add_argument("--okx-ws-url", help="OKX: same as --ws-url")
     collect.add_argument("--okx-rest-url", help="OKX: same as --rest-url")
@@ -36,20 +36,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     backfill.add_argument("--end", help="ISO time, UTC (default: now)")
     backfill.add_argument("--exchange", choices=EXCHANGES, help="the venue (default: EXCHANGE, okx)")
     backfill.add_argument("--rest-url", help="REST base URL (default: OKX_REST_URL, BINANCE_REST_URL or, for a "
-                                             "-SWAP symbol, BINANCE_USDM_REST_URL)")
+                                             "-SWAP symbol, BINANCE_USDM_REST_URL; BYBIT_REST_URL)")
     backfill.add_argument("--okx-rest-url", help="OKX: same as --rest-url")
     backfill.set_defaults(func=_backfill)
 
-    replay = subparsers.add_parser("replay", help="serve tapes as a venue's public WebSocket + REST (OKX v5, Binance)")
+    replay = subparsers.add_parser("replay", help="serve tapes as a venue's public WebSocket + REST (OKX v5, Binance, "
+                                                "Bybit v5)")
     replay.add_argument("--protocol", choices=PROTOCOLS, default="okx",
-                        help="okx, or binance (symbols ending -SWAP on the USDⓈ-M endpoints under /usdm)")
+                        help="okx, binance (symbols ending -SWAP on the USDⓈ-M endpoints under /usdm) or bybit "
+                             "(-SWAP on /v5/public/linear)")
     replay.add_argument("--tape", action="append", default=[], help="CSV or CSV.gz tape (repeatable)")
     replay.add_argument("--depth", action="append", default=[], metavar="SYMBOL=FILE",
                         help="binance: a captured depth stream for SYMBOL's order book (repeatable; without "
                              "--tape the bundled Binance tapes come with their bundled depth captures)")
     replay.add_argument("--symbol", action="append", default=[],
                         help="instId for the tape at the same position (repeatable); without --tape, the "
-                             "bundled demo tapes for these symbols (binance: the real bundled Binance tapes)")
+                             "bundled demo tapes for these symbols (binance, bybit: the real bundled Binance tapes)")
     replay.add_argument("--speed", type=float, default=1.0, help="N x real time; 0 = as fast as the client reads")
     replay.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 = any free port)")
     replay.add_argument("--loop", action="store_true", help="repeat the tape with shifted times and ids")
@@ -98,21 +100,29 @@ def _url(value: str | None, option: str, schemes: tuple[str, ...]) -> str | None
 
 async def _check_symbols(rest_url: str, symbols: tuple[str, ...], option: str, exchange: str = "okx",
                          perp_rest_url: str | None = None) -> None:
-    """Refuse symbols the venue does not list (OKX ``public/instruments``, Binance ``exchangeInfo``); an
-    unreachable venue is not a reason to refuse (the collector waits for it), so then nothing is checked."""
+    """Refuse symbols the venue does not list (OKX ``public/instruments``, Binance ``exchangeInfo``, Bybit
+    ``instruments-info``); an unreachable venue is not a reason to refuse (the collector waits for it), so then
+    nothing is checked."""
     import difflib
     import logging
 
     from config.errors import MalformedMessageError, TemporaryError
     from data.binance.frames import BinanceRestError
+    from data.bybit.frames import BybitRestError
     from data.okx.frames import OkxRestError
 
     listed: dict[str, list[str]] = {}  # kind -> our names of what it lists
-    if exchange == "binance":
-        from data.binance.frames import market
-        from data.binance.rest import BinanceRest
+    if exchange in ("binance", "bybit"):
+        if exchange == "binance":
+            from data.binance.frames import market
+            from data.binance.rest import BinanceRest
 
-        rest: object = BinanceRest(rest_url, perp_rest_url, retries=1, timeout=5.0)
+            rest: object = BinanceRest(rest_url, perp_rest_url, retries=1, timeout=5.0)
+        else:
+            from data.bybit.frames import market  # type: ignore[assignment]
+            from data.bybit.rest import BybitRest
+
+            rest = BybitRest(rest_url, retries=1, timeout=5.0)
 
         async def names(symbol: str) -> tuple[str, list[str]]:
             try:
@@ -139,7 +149,7 @@ async def _check_symbols(rest_url: str, symbols: tuple[str, ...], option: str, e
                 close = difflib.get_close_matches(symbol, [s for ids in listed.values() for s in ids], n=3)
                 hint = f" (did you mean {', '.join(close)}?)" if close else f" ({len(ids)} {kind} listed)"
                 raise ConfigurationError(f"unknown instrument {symbol!r} on {exchange}{hint}", source=option)
-    except (TemporaryError, OkxRestError, BinanceRestError, MalformedMessageError) as exc:
+    except (TemporaryError, OkxRestError, BinanceRestError, BybitRestError, MalformedMessageError) as exc:
         logging.getLogger(__name__).warning("cannot check the symbols against the instruments: %s", exc)
     finally:
         await rest.close()  # type: ignore[attr-defined]
@@ -264,7 +274,7 @@ def _backfill(args: argparse.Namespace) -> int:
     exchange = args.exchange or settings.exchange
     rest_url = args.rest_url or args.okx_rest_url
     if rest_url is None:
-        rest_url = settings.okx_rest_url if exchange == "okx" else (
+        rest_url = {"okx": settings.okx_rest_url, "bybit": settings.bybit_rest_url}.get(exchange) or (
             settings.binance_usdm_rest_url if args.symbol.endswith("-SWAP") else settings.binance_rest_url)
     upgrade(settings.effective_database_url)
 
@@ -300,9 +310,9 @@ def _replay(args: argparse.Namespace) -> int:
                                      f"{len(args.symbol)} symbols)", source="--symbol")
         tapes = {symbol: read_tape(path) for symbol, path in zip(args.symbol, args.tape, strict=True)}
         depth = {}
-    elif args.protocol == "binance":
+    elif args.protocol in ("binance", "bybit"):
         tapes = binance_tapes(args.symbol or list(BINANCE_TAPES))
-        depth = binance_depth(list(tapes))
+        depth = binance_depth(list(tapes)) if args.protocol == "binance" else {}
     else:
         tapes = demo_tapes(args.symbol or get_settings().symbols)
         depth = {}
@@ -324,7 +334,8 @@ def _replay(args: argparse.Namespace) -> int:
                               history_ms=args.history_minutes * 60_000, passes=args.passes, protocol=args.protocol,
                               depth=depth, funding=funding)
         await server.start()
-        usdm = f" usdm {server.usdm_ws_url}" if args.protocol == "binance" else ""
+        perp = {"binance": f" usdm {server.usdm_ws_url}", "bybit": f" linear {server.perp_ws_url}"}
+        usdm = perp.get(args.protocol, "")
         print(f"replay: serving {','.join(tapes)} as {args.protocol} on {server.ws_url} rest {server.rest_url}{usdm}",
               flush=True)
         await stop.wait()

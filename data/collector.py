@@ -108,9 +108,10 @@ class Collector:
         self.state_stream: ChannelStream | None = None
         swaps = perpetuals(config.symbols)
         if config.market_state and swaps and config.exchange in STATE_EXCHANGES:
-            url = config.perp_ws_url if config.exchange == "binance" else config.ws_url
+            url = config.ws_url if config.exchange == "okx" else config.perp_ws_url
             if url is None:
-                raise ValueError("funding, open interest and liquidations on Binance need the USDⓈ-M socket URL")
+                raise ValueError(f"funding, open interest and liquidations on {config.exchange} need the perpetuals' "
+                                 "socket URL")
             self.market_state = MarketStateKeeper(config.exchange, bus, self.db)
             self.state_stream = make_state_stream(config.exchange, url, swaps, self.market_state.on_messages)
         self._store_trades = config.store_trades

@@ -219,3 +219,28 @@ def binance_derivatives_frame(raw: bytes | str) -> list[Derivative] | None:
     except (ValueError, TypeError, AttributeError) as exc:
         raise MalformedMessageError(f"bad_{kind}", f"{exc}: {str(raw)[:200]!r}") from None
     raise MalformedMessageError("unknown_event", f"event {kind!r}: {str(raw)[:120]!r}")
+
+
+def bybit_derivatives_frame(raw: bytes | str) -> list[Derivative] | None:
+    """One frame of a linear socket subscribed to ``tickers.<symbol>`` and ``allLiquidation.<symbol>``: the
+    messages of a push, or ``None`` for a reply (``subscribe``, ``pong``) or a ticker delta with neither funding
+    nor open interest."""
+    frame = _frame(raw)
+    if not isinstance(frame, dict):
+        raise MalformedMessageError("not_object", f"frame is not a JSON object: {str(raw)[:120]!r}")
+    if "op" in frame:
+        if frame.get("success") is False:
+            raise MalformedMessageError("refused", f"{frame.get('op')}: {frame.get('ret_msg')}")
+        return None
+    topic = frame.get("topic")
+    if not isinstance(topic, str):
+        raise MalformedMessageError("unexpected_frame", f"neither a push nor a reply: {str(raw)[:120]!r}")
+    channel = topic.partition(".")[0]
+    try:
+        if channel == "tickers":
+            return [m for m in bybit_ticker(frame) if m is not None] or None
+        if channel == "allLiquidation":
+            return bybit_liquidations(frame)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise MalformedMessageError(f"bad_{channel}", f"{exc}: {str(raw)[:200]!r}") from None
+    raise MalformedMessageError("unknown_topic", f"a push of {topic!r}: {str(raw)[:120]!r}")

@@ -6,8 +6,9 @@ over parsed messages; each is published at once on ``funding``/``open_interest``
 ``.<exchange>.<symbol>`` and queued for its table (``funding_rates``, ``open_interest``, ``liquidations``),
 written every ``flush_interval_s``; while the database is down they wait (:class:`~data.pending.PendingWrites`).
 
-Venues: OKX (``funding-rate`` and ``open-interest`` per swap, ``liquidation-orders`` for all swaps) and Binance
-USDⓈ-M (``<symbol>@markPrice@1s``, ``<symbol>@forceOrder``), for the ``-SWAP`` symbols collected.
+Venues: OKX (``funding-rate`` and ``open-interest`` per swap, ``liquidation-orders`` for all swaps), Binance
+USDⓈ-M (``<symbol>@markPrice@1s``, ``<symbol>@forceOrder``) and Bybit linear (``tickers.<symbol>``: funding and
+open interest; ``allLiquidation.<symbol>``), for the ``-SWAP`` symbols collected.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy import Engine
 
 from data import topics
 from data.bus import Bus
-from data.derivatives import Derivative, binance_derivatives_frame, okx_derivatives_frame
+from data.derivatives import Derivative, binance_derivatives_frame, bybit_derivatives_frame, okx_derivatives_frame
 from data.messages import derivative_kind, derivative_to_message
 from data.pending import PendingWrites
 from data.streams import ChannelStream, with_helpers
@@ -31,7 +32,8 @@ from database.repositories.derivatives import add_derivatives
 
 log = logging.getLogger(__name__)
 
-STATE_EXCHANGES = ("okx", "binance")
+STATE_EXCHANGES = ("okx", "binance", "bybit")
+BYBIT_MAX_ARGS = 10  # topics per subscribe request
 
 
 def perpetuals(symbols: Sequence[str]) -> list[str]:
@@ -40,8 +42,8 @@ def perpetuals(symbols: Sequence[str]) -> list[str]:
 
 def make_state_stream(exchange: str, url: str, symbols: Sequence[str],
                       on_messages: Any) -> ChannelStream:
-    """The venue's derivatives stream for ``symbols`` (perpetuals, ours); ``url`` is OKX's public socket or
-    Binance's USDⓈ-M one."""
+    """The venue's derivatives stream for ``symbols`` (perpetuals, ours); ``url`` is OKX's public socket,
+    Binance's USDⓈ-M one or Bybit's linear one."""
     if exchange == "okx":
         args = [{"channel": c, "instId": s} for s in symbols for c in ("funding-rate", "open-interest")]
         args.append({"channel": "liquidation-orders", "instType": "SWAP"})
@@ -54,6 +56,13 @@ def make_state_stream(exchange: str, url: str, symbols: Sequence[str],
         request = json.dumps({"method": "SUBSCRIBE", "params": params, "id": 1})
         return ChannelStream("binance derivatives", url, [request],
                              lambda raw, _received: binance_derivatives_frame(raw), on_messages)
+    if exchange == "bybit":
+        topics_ = [f"{kind}.{''.join(s.split('-')[:2])}" for s in symbols for kind in ("tickers", "allLiquidation")]
+        requests = [json.dumps({"req_id": f"state{i}", "op": "subscribe", "args": topics_[i:i + BYBIT_MAX_ARGS]})
+                    for i in range(0, len(topics_), BYBIT_MAX_ARGS)]
+        return ChannelStream("bybit derivatives", url, requests,
+                             lambda raw, _received: bybit_derivatives_frame(raw), on_messages,
+                             ping_text='{"op":"ping"}', ping_always=True)
     raise ValueError(f"funding, open interest and liquidations are collected on {', '.join(STATE_EXCHANGES)} "
                      f"only, not {exchange!r}")
 

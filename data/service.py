@@ -50,7 +50,7 @@ BINANCE_DEPTH = {"BTC-USDT": SAMPLES / "binance_spot_BTCUSDT_depth_2024-08-08T23
 @dataclass
 class MarketSource:
     """Where the collector connects: the live venue, or a replay server this process started
-    (``perp_*``: Binance's USDⓈ-M endpoints)."""
+    (``perp_*``: Binance's USDⓈ-M endpoints, Bybit's linear socket)."""
 
     kind: Literal["live", "replay"]
     ws_url: str
@@ -125,17 +125,23 @@ def live_source(settings: Settings) -> MarketSource:
     if settings.exchange == "binance":
         return MarketSource("live", settings.binance_ws_url, settings.binance_rest_url,
                             perp_ws_url=settings.binance_usdm_ws_url, perp_rest_url=settings.binance_usdm_rest_url)
+    if settings.exchange == "bybit":
+        return MarketSource("live", settings.bybit_ws_url, settings.bybit_rest_url,
+                            perp_ws_url=settings.bybit_linear_ws_url, perp_rest_url=settings.bybit_rest_url)
     return MarketSource("live", settings.okx_ws_public_url, settings.okx_rest_url)
+
+
+TIME_PATHS = {"okx": "/api/v5/public/time", "binance": "/api/v3/time", "bybit": "/v5/market/time"}
 
 
 async def probe_live(rest_url: str, timeout: float = 3.0, exchange: str = "okx") -> bool:
     """True when the venue's REST answers its server-time call within ``timeout`` seconds."""
-    path = "/api/v3/time" if exchange == "binance" else "/api/v5/public/time"
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-            async with session.get(rest_url.rstrip("/") + path) as response:
+            async with session.get(rest_url.rstrip("/") + TIME_PATHS[exchange]) as response:
                 body = await response.json(content_type=None)
-                ok = "serverTime" in body if exchange == "binance" else body.get("code") == "0"
+                ok = {"binance": "serverTime" in body, "bybit": body.get("retCode") == 0}.get(exchange,
+                                                                                            body.get("code") == "0")
                 return response.status == 200 and ok
     except (aiohttp.ClientError, TimeoutError, ValueError, OSError):
         return False
@@ -191,15 +197,16 @@ def demo_funding(symbols: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
 
 async def start_demo_replay(settings: Settings, symbols: Sequence[str] | None = None) -> MarketSource:
     """Start the bundled replay in this process (looping, ``settings.replay_speed``), speaking the protocol
-    of ``settings.exchange``: OKX serves tapes synthesised from real candles, Binance the real Binance tapes."""
+    of ``settings.exchange``: OKX serves tapes synthesised from real candles, Binance the real Binance tapes (and
+    depth), Bybit the same real Binance tapes in Bybit's framing (no Bybit trade tape is bundled)."""
     from data.replay.server import ReplayServer
 
-    binance = settings.exchange == "binance"
+    okx = settings.exchange == "okx"
     wanted = symbols or settings.venue_symbols().get(settings.exchange, ())
-    tapes = await asyncio.to_thread(binance_tapes if binance else demo_tapes, wanted)
-    depth = await asyncio.to_thread(binance_depth, tapes) if binance else {}
-    funding = {} if binance else await asyncio.to_thread(demo_funding, tapes)
-    history = 0 if binance else DEMO_HISTORY_MS
+    tapes = await asyncio.to_thread(demo_tapes if okx else binance_tapes, wanted)
+    depth = await asyncio.to_thread(binance_depth, tapes) if settings.exchange == "binance" else {}
+    funding = await asyncio.to_thread(demo_funding, tapes) if okx else {}
+    history = DEMO_HISTORY_MS if okx else 0
     protocol = settings.exchange
     server = ReplayServer(tapes, speed=settings.replay_speed, loop=True, port=settings.replay_port,
                           history_ms=history, protocol=protocol, depth=depth, funding=funding)
@@ -213,9 +220,8 @@ async def start_demo_replay(settings: Settings, symbols: Sequence[str] | None = 
         await server.start()
     log.info("replay: serving %s as %s on %s (speed %sx)", ",".join(tapes), protocol, server.ws_url,
              settings.replay_speed)
-    return MarketSource("replay", server.ws_url, server.rest_url, server,
-                        perp_ws_url=server.usdm_ws_url if binance else None,
-                        perp_rest_url=server.rest_url if binance else None)
+    return MarketSource("replay", server.ws_url, server.rest_url, server, perp_ws_url=server.perp_ws_url,
+                        perp_rest_url=None if okx else server.rest_url)
 
 
 async def resolve_market_source(settings: Settings) -> MarketSource:

@@ -1,6 +1,7 @@
-"""What every venue's trade stream shares (:mod:`data.okx.client`, :mod:`data.binance.client`): per-symbol
-states, counters, the reconnect loop (exponential back-off with full jitter), the back-off of a refused
-subscription, and counting malformed frames (logged once per kind, then only counted)."""
+"""What every venue's trade stream shares (:mod:`data.okx.client`, :mod:`data.binance.client`,
+:mod:`data.bybit.client`): per-symbol states, counters, the reconnect loop (exponential back-off with full
+jitter), the back-off of a refused subscription, counting malformed frames (logged once per kind, then only
+counted), and the subscribe / receive / re-subscribe loop of a connection per endpoint (:class:`SubscribingLink`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -86,12 +87,17 @@ async def frames(ws: ClientConnection, stats: ClientStats) -> AsyncIterator[byte
         yield raw
 
 
-async def text_keepalive(ws: ClientConnection, stats: ClientStats, text: str, after: float) -> None:
-    """Send ``text`` (OKX's ``ping``) whenever nothing has arrived for ``after`` seconds: a connection helper."""
+async def text_keepalive(ws: ClientConnection, stats: ClientStats, text: str, after: float, *,
+                         always: bool = False) -> None:
+    """Send ``text`` (OKX's ``ping``) whenever nothing has arrived for ``after`` seconds (``always``: every
+    ``after`` seconds, Bybit's heartbeat): a connection helper."""
+    sent = now_ms()
     while True:
         await asyncio.sleep(after / 4)
-        if now_ms() - stats.last_frame_ms >= after * 1000:
+        now = now_ms()
+        if now - (sent if always else stats.last_frame_ms) >= after * 1000:
             stats.pings += 1
+            sent = now
             await ws.send(text)
 
 
@@ -225,23 +231,181 @@ class TradeStreamBase:
         logging.getLogger(type(self).__module__).exception(f"{self.venue} ws: trades handler failed")
 
 
+class LinkedTradeStream(TradeStreamBase):
+    """A trade stream over one connection per endpoint (Binance spot / USDⓈ-M, Bybit spot / linear): each a
+    :class:`SubscribingLink` in ``links``, reconnected on its own."""
+
+    links: list[SubscribingLink]
+    markets: dict[str, Any]  # our symbol -> the venue's market (with its endpoint ``kind``)
+
+    def endpoints(self, urls: Mapping[Any, str], market: Callable[[str], Any]) -> list[tuple[str, list[Any]]]:
+        """Set :attr:`markets` and return each endpoint in use with its markets, ``(url, markets)``; a
+        ``ValueError`` when ``urls`` lacks one."""
+        self.markets = {s: market(s) for s in self.symbols}
+        kinds = {m.kind for m in self.markets.values()}
+        missing = kinds - set(urls)
+        if missing:
+            raise ValueError(f"no WebSocket URL for {', '.join(sorted(missing))} markets")
+        return [(urls[kind], [m for m in self.markets.values() if m.kind is kind]) for kind in sorted(kinds)]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log = logging.getLogger(type(self).__module__)
+        await asyncio.gather(*(self.reconnect.run(lambda link=link: link.session(stop), stop,  # type: ignore[misc]
+                                                  ended=link.ended, stats=self.stats, log=log,
+                                                  name=f"{self.venue} ws {link.url}")
+                               for link in self.links))
+
+
+class SubscribingLink:
+    """One connection of a :class:`LinkedTradeStream`: connect, subscribe ``symbols`` (the venue's
+    :meth:`subscribe` records each request with :meth:`sent`), receive, and answer replies with
+    :meth:`answered`; a request left unanswered is sent again after the owner's ``ack_timeout``, a refused
+    symbol after its back-off. Subclasses give :meth:`subscribe`, :meth:`decode` (a frame -> ``(symbol, trades)``,
+    a reply for :meth:`reply`, or ``None``), :meth:`reply` and :meth:`keepalive`."""
+
+    def __init__(self, owner: LinkedTradeStream, url: str, symbols: Sequence[str]) -> None:
+        self.owner = owner
+        self.url = url
+        self.symbols = list(symbols)
+        self.ws: ClientConnection | None = None
+        self.last_rx = 0.0  # monotonic time of the last frame
+        self._pending: dict[object, tuple[list[str], float]] = {}  # request key -> (symbols, sent at)
+        self._log = logging.getLogger(type(self).__module__)
+
+    # ------------------------------------------------------------------ per venue
+
+    async def subscribe(self, ws: ClientConnection, symbols: list[str]) -> None:
+        raise NotImplementedError
+
+    def decode(self, raw: bytes) -> tuple[str, list[WireTrade]] | Any:
+        raise NotImplementedError
+
+    def reply(self, reply: Any) -> None:
+        raise NotImplementedError
+
+    async def keepalive(self, ws: ClientConnection) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared
+
+    def ended(self) -> None:
+        self.ws = None
+        self._pending.clear()
+        owner = self.owner
+        owner.stats.connected = any(link.ws is not None for link in owner.links)
+        owner._disconnected(self.symbols)
+
+    async def session(self, stop: asyncio.Event) -> None:
+        owner = self.owner
+        for s in self.symbols:
+            owner.state[s] = StreamState.CONNECTING
+        from websockets.asyncio.client import connect
+
+        async with connect(self.url, ping_interval=None, open_timeout=10, close_timeout=2, compression=None,
+                           max_size=2**24, max_queue=1024) as ws:
+            self.ws = ws
+            owner.stats.connects += 1
+            owner.stats.connected = True
+            self.last_rx = time.monotonic()
+            await self.subscribe(ws, list(self.symbols))
+            await with_helpers(self._receive(ws), self.keepalive(ws), self._resubscribe(ws), close_on(stop, ws))
+
+    def sent(self, key: object, symbols: list[str]) -> None:
+        """A subscribe request for ``symbols`` went out under ``key`` (its id)."""
+        self._pending[key] = (symbols, time.monotonic())
+        for s in symbols:
+            self.owner.state[s] = StreamState.SUBSCRIBING
+
+    def answered(self, key: object, ok: bool, code: str, msg: str) -> None:
+        """The reply to request ``key`` (``None``: a reply naming no request of ours)."""
+        owner = self.owner
+        pending = self._pending.pop(key, None) if key is not None else None
+        if pending is None:
+            if not ok:
+                owner.stats.error(code, msg, "")
+                self._log.warning(f"{owner.venue} ws: error reply", extra={"code": code, "error": msg[:300]})
+            return
+        symbols, _ = pending
+        for s in symbols:
+            if ok:
+                owner._subscribed(s)
+            else:
+                owner._refused(s)
+                owner.stats.error(code, msg, s)
+        if not ok:
+            self._log.warning(f"{owner.venue} ws: subscription refused",
+                              extra={"code": code, "error": msg[:300], "symbols": ",".join(symbols)})
+
+    async def _resubscribe(self, ws: ClientConnection) -> None:
+        """Send again what was never answered (after ``ack_timeout``) and, with back-off, what was refused."""
+        owner = self.owner
+        state = owner.state
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            due: list[str] = []
+            for key, (symbols, sent) in list(self._pending.items()):
+                if now - sent >= owner.ack_timeout:
+                    del self._pending[key]
+                    due += symbols
+            due += [s for s in self.symbols if state[s] is StreamState.REJECTED and owner.retries.due(s, now)]
+            if due:
+                self._log.info(f"{owner.venue} ws: subscribing again", extra={"symbols": ",".join(due)})
+                await self.subscribe(ws, due)
+
+    async def _receive(self, ws: ClientConnection) -> None:
+        owner = self.owner
+        on_trades = owner.on_trades
+        stats = owner.stats
+        flow = owner.flow
+        decode = self.decode
+        recv = ws.recv
+        while True:
+            try:
+                raw = await recv(decode=False)
+            except websockets.exceptions.ConnectionClosedOK:
+                return
+            if flow is not None and not flow.is_set():
+                await flow.wait()
+            self.last_rx = time.monotonic()
+            received = now_ms()
+            stats.frames += 1
+            stats.last_frame_ms = received
+            try:
+                decoded = decode(raw)
+            except MalformedMessageError as exc:
+                owner._malformed(exc)
+                continue
+            if type(decoded) is tuple:
+                symbol, trades = decoded
+                stats.trades += len(trades)
+                try:
+                    on_trades(symbol, trades, received)
+                except Exception:  # noqa: BLE001 - a handler bug must not stop the stream
+                    owner._handler_failed(raw)
+            elif decoded is not None:
+                self.reply(decoded)
+
+
 class ChannelStream:
     """One connection to ``url`` subscribed by ``requests`` (text frames sent on every connect), each frame
     parsed by ``parse(raw, received_ms)`` into a list of messages for ``on_messages`` (``None``: nothing to hand
     over, e.g. an ack). Reconnects like the trade streams; a frame that raises :class:`MalformedMessageError` is
     counted per kind and skipped. ``ping_text``: a text ping sent after ``ping_after`` s of silence (OKX's
-    ``ping``); without it ``websockets`` pings (Binance answers those)."""
+    ``ping``; with ``ping_always`` every ``ping_after`` s, Bybit's ``{"op":"ping"}``); without it ``websockets``
+    pings (Binance answers those)."""
 
     def __init__(self, venue: str, url: str, requests: Sequence[str],
                  parse: Callable[[bytes, int], list[Any] | None], on_messages: Callable[[list[Any]], None], *,
-                 ping_text: str | None = None, ping_after: float = 20.0, backoff_base: float = 0.5,
-                 backoff_cap: float = 30.0) -> None:
+                 ping_text: str | None = None, ping_always: bool = False, ping_after: float = 20.0,
+                 backoff_base: float = 0.5, backoff_cap: float = 30.0) -> None:
         self.venue = venue
         self.url = url
         self.requests = tuple(requests)
         self.parse = parse
         self.on_messages = on_messages
         self.ping_text = ping_text
+        self.ping_always = ping_always
         self.ping_after = ping_after
         self.stats = ClientStats()
         self.messages = 0
@@ -266,7 +430,8 @@ class ChannelStream:
                 await ws.send(request)
             helpers = [close_on(stop, ws)]
             if self.ping_text:
-                helpers.append(text_keepalive(ws, self.stats, self.ping_text, self.ping_after))
+                helpers.append(text_keepalive(ws, self.stats, self.ping_text, self.ping_after,
+                                              always=self.ping_always))
             await with_helpers(self._receive(ws), *helpers)
 
     async def _receive(self, ws: ClientConnection) -> None:

@@ -2,7 +2,8 @@
 stream (a :class:`~data.streams.TradeStreamBase`) and a REST client for repairs (:class:`MarketRest`).
 
 OKX: one public socket for every market. Binance: spot markets (``BTC-USDT``) on the spot socket and REST,
-USDⓈ-M perpetuals (``BTC-USDT-SWAP``) on the futures ones (``perp_ws_url`` / ``perp_rest_url``).
+USDⓈ-M perpetuals (``BTC-USDT-SWAP``) on the futures ones (``perp_ws_url`` / ``perp_rest_url``). Bybit v5: spot
+on ``/v5/public/spot``, linear perpetuals on ``/v5/public/linear`` (``perp_ws_url``), one REST base for both.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from data.okx.books import OkxBookStream
     from data.streams import TradeStreamBase
 
-EXCHANGES = ("okx", "binance")
+EXCHANGES = ("okx", "binance", "bybit")
 BOOK_EXCHANGES = ("binance", "okx")  # venues whose order books the collector keeps (data.bookkeeper)
 
 
@@ -47,6 +48,10 @@ def make_rest(exchange: str, rest_url: str, perp_rest_url: str | None = None) ->
         from data.binance.rest import BinanceRest
 
         return BinanceRest(rest_url, perp_rest_url or rest_url)
+    if exchange == "bybit":
+        from data.bybit.rest import BybitRest
+
+        return BybitRest(rest_url)
     from data.okx.rest import OkxRest
 
     return OkxRest(rest_url)
@@ -63,10 +68,15 @@ def make_stream(exchange: str, ws_url: str, symbols: Sequence[str],
 
         urls = {Kind.SPOT: ws_url, **({Kind.USDM: perp_ws_url} if perp_ws_url else {})}
         return BinanceTradeStream(urls, symbols, on_trades, **options)  # type: ignore[arg-type]
+    if exchange == "bybit":
+        from data.bybit.client import BybitTradeStream
+        from data.bybit.frames import Kind as BybitKind
+
+        links = {BybitKind.SPOT: ws_url, **({BybitKind.LINEAR: perp_ws_url} if perp_ws_url else {})}
+        return BybitTradeStream(links, symbols, on_trades, **options)  # type: ignore[arg-type]
     from data.okx.client import OkxTradeStream
 
     return OkxTradeStream(ws_url, symbols, on_trades, **options)  # type: ignore[arg-type]
-
 
 
 def make_book_stream(exchange: str, ws_url: str, rest: MarketRest, symbols: Sequence[str],

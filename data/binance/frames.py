@@ -28,6 +28,7 @@ from config.domain import Candle, Side, Timeframe
 from config.errors import MalformedMessageError, TcpDashboardError
 from data.books import DepthEvent
 from data.okx.frames import WireTrade
+from data.symbols import split_symbol
 
 EXCHANGE = "binance"
 
@@ -57,13 +58,8 @@ class Market:
 def market(symbol: str) -> Market:
     """The Binance market of one of our names; raises ``ValueError`` for a name that is not ``BASE-QUOTE``
     or ``BASE-QUOTE-SWAP``."""
-    parts = symbol.split("-")
-    kind = Kind.SPOT
-    if len(parts) == 3 and parts[2] == "SWAP":
-        kind, parts = Kind.USDM, parts[:2]
-    if len(parts) != 2 or not all(p.isalnum() and p.isupper() for p in parts):
-        raise ValueError(f"{symbol!r} is not BASE-QUOTE (spot) or BASE-QUOTE-SWAP (USDⓈ-M perpetual)")
-    return Market(symbol, parts[0] + parts[1], kind)
+    base, quote, perpetual = split_symbol(symbol)
+    return Market(symbol, base + quote, Kind.USDM if perpetual else Kind.SPOT)
 
 
 class _Trade(msgspec.Struct, frozen=True, gc=False):

@@ -7,6 +7,7 @@ With ``loop``, pass ``p`` of the tape is shifted by ``p * tape.loop_shift_ms`` i
 
 from __future__ import annotations
 
+import uuid
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -36,6 +37,11 @@ class Bar:
         """A Binance ``klines`` row (taker-buy quote volume is not kept: 0)."""
         return [self.open_ms, repr(self.open), repr(self.high), repr(self.low), repr(self.close), repr(self.volume),
                 self.open_ms + MINUTE_MS - 1, repr(self.quote), self.count, repr(self.buy_volume), "0", "0"]
+
+    def bybit_row(self) -> list[str]:
+        """A Bybit ``kline`` row: start, open, high, low, close, volume, turnover."""
+        return [str(self.open_ms), repr(self.open), repr(self.high), repr(self.low), repr(self.close),
+                repr(self.volume), repr(self.quote)]
 
 
 def minute_bars(tape: Tape, upto: int | None = None) -> list[Bar]:
@@ -70,6 +76,11 @@ def minute_bars(tape: Tape, upto: int | None = None) -> list[Bar]:
     return bars
 
 
+def bybit_exec_id(trade_id: int) -> str:
+    """A UUID-shaped id made from a tape's trade id (Bybit derivatives' ``i``/``execId`` are UUIDs)."""
+    return str(uuid.UUID(int=(trade_id * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % (1 << 128)))
+
+
 class Feed:
     """One instrument's replayed market: trades by global index (across loop passes) and REST bars."""
 
@@ -95,6 +106,7 @@ class Feed:
         if self.start_index >= self.size:
             self.start_index = self.size - 1
         self.seq = 0
+        self._ticks: list[str] | None = None
 
     def exhausted(self, index: int) -> bool:
         return self.end_index is not None and index >= self.end_index
@@ -141,6 +153,40 @@ class Feed:
                          f'"q":"{self._sz[i]}","T":{ts},"m":{maker},"M":true}}')
             frames.append(f'{{"stream":"{stream}","data":{event}}}' if combined else event)
         return frames
+
+    def bybit_push(self, start: int, stop: int, venue_symbol: str, *, linear: bool) -> str:
+        """One Bybit ``publicTrade`` push of trades ``[start, stop)`` (oldest first); on linear markets ``i`` is a
+        UUID (:func:`bybit_exec_id`) and ``L`` the tick direction, on spot ``i`` is the tape's id."""
+        entries = []
+        ticks = self._tick_directions() if linear else None
+        for index in range(start, stop):
+            p, i = divmod(index, self.size)
+            tid = self._ids[i] + p * self.id_span
+            side = "Buy" if self._side[i] == "buy" else "Sell"
+            head = (f'{{"T":{self._ts[i] + p * self.shift_ms},"s":"{venue_symbol}","S":"{side}",'
+                    f'"v":"{self._sz[i]}","p":"{self._px[i]}"')
+            if ticks is not None:
+                entries.append(f'{head},"L":"{ticks[i]}","i":"{bybit_exec_id(tid)}","BT":false}}')
+            else:
+                entries.append(f'{head},"i":"{tid}","BT":false}}')
+        last = self.ts(stop - 1)
+        return (f'{{"topic":"publicTrade.{venue_symbol}","type":"snapshot","ts":{last + 1},'
+                f'"data":[{",".join(entries)}]}}')
+
+    def _tick_directions(self) -> list[str]:
+        """Bybit's ``L`` of each tape trade: Plus/Minus when the price moved, ZeroPlus/ZeroMinus when it did not
+        (after the last move up / down); the first trade counts as a move up."""
+        if self._ticks is None:
+            ticks, last, up = [], None, True
+            for px in self.tape.price.tolist():
+                if last is None or px != last:
+                    up = last is None or px > last
+                    ticks.append("PlusTick" if up else "MinusTick")
+                else:
+                    ticks.append("ZeroPlusTick" if up else "ZeroMinusTick")
+                last = px
+            self._ticks = ticks
+        return self._ticks
 
     def trades_from(self, market_ms: int, from_id: int | None, limit: int) -> list[dict[str, object]]:
         """Binance ``historicalTrades`` rows, oldest first: trades done by ``market_ms`` with id >= ``from_id``

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import orjson
 from aiohttp import WSMsgType, web
 
-from data.replay import binance
+from data.replay import binance, bybit
 from data.replay.depth import DepthCapture, DepthFeed
 from data.replay.market import Feed
 from data.replay.okx_books import OkxBookFeed
@@ -36,7 +36,7 @@ from data.replay.tape import Tape
 log = logging.getLogger(__name__)
 
 WS_PATH = "/ws/v5/public"
-PROTOCOLS = ("okx", "binance")
+PROTOCOLS = ("okx", "binance", "bybit")
 MAX_PUSH_TRADES = 100
 END_PACE = 600.0  # market-clock pace after the tape's end at speed 0
 
@@ -85,8 +85,9 @@ class _Runner:
 
 
 class ReplayServer:
-    """Serve tapes as OKX (``protocol="okx"``) or as Binance spot + USDⓈ-M (``"binance"``, see
-    :mod:`data.replay.binance`). ``tapes`` maps our symbol (``BTC-USDT``, ``BTC-USDT-SWAP``) to a tape."""
+    """Serve tapes as OKX (``protocol="okx"``), as Binance spot + USDⓈ-M (``"binance"``, see
+    :mod:`data.replay.binance`) or as Bybit v5 spot + linear (``"bybit"``, :mod:`data.replay.bybit`). ``tapes`` maps
+    our symbol (``BTC-USDT``, ``BTC-USDT-SWAP``) to a tape."""
 
     def __init__(self, tapes: Mapping[str, Tape], *, speed: float = 1.0, loop: bool = False,
                  host: str = "127.0.0.1", port: int = 0, history_ms: int = 0, idle_timeout: float = 30.0,
@@ -145,12 +146,23 @@ class ReplayServer:
 
     @property
     def ws_url(self) -> str:
-        """The public socket (Binance: the spot ``/ws``; :attr:`usdm_ws_url` is the USDⓈ-M one)."""
-        return f"ws://{self.host}:{self.port}{'/ws' if self.protocol == 'binance' else WS_PATH}"
+        """The public socket (Binance: the spot ``/ws``, Bybit: ``/v5/public/spot``; :attr:`perp_ws_url` is their
+        perpetuals' one)."""
+        path = {"binance": "/ws", "bybit": bybit.SPOT_PATH}.get(self.protocol, WS_PATH)
+        return f"ws://{self.host}:{self.port}{path}"
 
     @property
     def usdm_ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}{binance.USDM_PREFIX}/ws"
+
+    @property
+    def perp_ws_url(self) -> str | None:
+        """The perpetuals' socket of a venue that has one apart (Binance USDⓈ-M, Bybit linear); OKX: None."""
+        if self.protocol == "binance":
+            return self.usdm_ws_url
+        if self.protocol == "bybit":
+            return f"ws://{self.host}:{self.port}{bybit.LINEAR_PATH}"
+        return None
 
     @property
     def rest_url(self) -> str:
@@ -160,6 +172,8 @@ class ReplayServer:
         app = web.Application()
         if self.protocol == "binance":
             binance.BinanceProtocol(self).add_routes(app)
+        elif self.protocol == "bybit":
+            bybit.BybitProtocol(self).add_routes(app)
         else:
             app.router.add_get(WS_PATH, self._ws_handler)
             app.router.add_get("/api/v5/market/history-candles", self._history_candles)
@@ -449,9 +463,14 @@ class ReplayServer:
         return any(symbol in c.symbols for c in self._conns)
 
     async def _deliver(self, symbol: str, start: int, end: int) -> None:
-        """Trades ``[start, end)`` of ``symbol`` to its subscribers: one OKX push, or one Binance frame each."""
+        """Trades ``[start, end)`` of ``symbol`` to its subscribers: one OKX or Bybit push, or one Binance frame
+        each."""
         if self.protocol == "okx":
             await self._send(symbol, self.feeds[symbol].push(start, end), end - start)
+        elif self.protocol == "bybit":
+            linear = symbol.endswith("-SWAP")
+            text = self.feeds[symbol].bybit_push(start, end, bybit.venue_symbol(symbol), linear=linear)
+            await self._send(symbol, text, end - start)
         else:
             await self._send_binance(symbol, start, end)
 

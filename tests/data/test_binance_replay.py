@@ -10,8 +10,9 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pandas as pd
@@ -72,9 +73,11 @@ def stream_for(server: ReplayServer, symbols: list[str], sink: Sink, **options: 
 
 
 @contextlib.asynccontextmanager
-async def streaming(server: ReplayServer, symbols: list[str]) -> AsyncIterator[tuple[BinanceTradeStream, Sink]]:
+async def streaming(server: ReplayServer, symbols: list[str], make: Callable[..., Any] = stream_for,
+                    **options: float) -> AsyncIterator[tuple[Any, Sink]]:
+    """A trade stream (``make(server, symbols, sink, **options)``) running into a :class:`Sink`."""
     sink = Sink()
-    stream = stream_for(server, symbols, sink)
+    stream = make(server, symbols, sink, **options)
     stop_ = asyncio.Event()
     task = asyncio.create_task(stream.run(stop_))
     try:
@@ -184,47 +187,57 @@ def test_rest_candles_and_trade_gaps_from_the_replay_match_the_captured_frames()
     run(main, 90)
 
 
-def stored(url: str, symbol: str) -> list[Candle]:
+def stored(url: str, symbol: str, exchange: str = "binance") -> list[Candle]:
     engine = make_engine(url)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            return get_candles(session, "binance", symbol, Timeframe.M1)
+            return get_candles(session, exchange, symbol, Timeframe.M1)
     finally:
         engine.dispose()
 
 
-@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
-def test_replayed_binance_spot_and_usdm_collect_into_the_candles_of_the_captured_frames(db_url: str,
-                                                                                       tmp_path: Path) -> None:
-    spot_expected, perp_expected = frame_candles(SPOT_FRAMES), frame_candles(USDM_FRAMES)
+def collect_from_replay(protocol: str, db_url: str, tmp_path: Path, done: Callable[[], bool]) -> None:
+    """``replay --protocol P`` of both tapes (twice, a day apart, as fast as read) and ``collect --exchange P`` of
+    both markets on it, as processes, until ``done()``; the collector must stop cleanly, with no traceback."""
     replay = subprocess.Popen(
-        [sys.executable, "main.py", "replay", "--protocol", "binance", "--tape", str(SPOT_TAPE), "--symbol", SPOT,
+        [sys.executable, "main.py", "replay", "--protocol", protocol, "--tape", str(SPOT_TAPE), "--symbol", SPOT,
          "--tape", str(USDM_TAPE), "--symbol", PERP, "--speed", "0", "--port", "0", "--loop", "--passes", "2"],
         cwd=ROOT, env=env("sqlite:///" + str(tmp_path / "unused.db"), tmp_path), stdout=subprocess.PIPE, text=True)
     assert replay.stdout is not None
     line = replay.stdout.readline()
-    match = re.search(r"on (ws://\S+) rest (http://\S+) usdm (ws://\S+)", line)
+    match = re.search(r"on (ws://\S+) rest (http://\S+) (?:usdm|linear) (ws://\S+)", line)
     assert match, f"replay did not start: {line!r}"
-    ws, rest, usdm = match.groups()
+    ws, rest, perp = match.groups()
     log = open(tmp_path / "collect.log", "w")  # noqa: SIM115 - closed below
     collect = subprocess.Popen(
-        [sys.executable, "main.py", "collect", "--exchange", "binance", "--symbols", f"{SPOT},{PERP}",
-         "--ws-url", ws, "--rest-url", rest, "--perp-ws-url", usdm, "--perp-rest-url", rest],
+        [sys.executable, "main.py", "collect", "--exchange", protocol, "--symbols", f"{SPOT},{PERP}",
+         "--ws-url", ws, "--rest-url", rest, "--perp-ws-url", perp, "--perp-rest-url", rest],
         cwd=ROOT, env=env(db_url, tmp_path), stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
-        # The repeat (one day later) closes every minute of the first pass.
-        wait_for(lambda: all(len(stored(db_url, s)) > len(e) for s, e in ((SPOT, spot_expected),
-                                                                        (PERP, perp_expected))),
-                 120, "both markets' minutes of the first pass")
+        wait_for(done, 120, "both markets' minutes of the first pass")
         assert stop(collect) == 0
     finally:
         collect.kill()
         replay.kill()
         log.close()
-    for symbol, expected in ((SPOT, spot_expected), (PERP, perp_expected)):
-        candles = [c for c in stored(db_url, symbol) if c.open_time_ms <= int(expected.index[-1])]
-        assert_candles_match(candles, expected)
     assert "Traceback" not in (tmp_path / "collect.log").read_text()
+
+
+def assert_replayed_candles(protocol: str, db_url: str, tmp_path: Path) -> None:
+    """The collector of ``protocol`` on its replay of both tapes stores the 1m candles of the captured frames."""
+    spot_expected, perp_expected = frame_candles(SPOT_FRAMES), frame_candles(USDM_FRAMES)
+    # The repeat (one day later) closes every minute of the first pass.
+    collect_from_replay(protocol, db_url, tmp_path, lambda: all(
+        len(stored(db_url, s, protocol)) > len(e) for s, e in ((SPOT, spot_expected), (PERP, perp_expected))))
+    for symbol, expected in ((SPOT, spot_expected), (PERP, perp_expected)):
+        candles = [c for c in stored(db_url, symbol, protocol) if c.open_time_ms <= int(expected.index[-1])]
+        assert_candles_match(candles, expected)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+def test_replayed_binance_spot_and_usdm_collect_into_the_candles_of_the_captured_frames(db_url: str,
+                                                                                       tmp_path: Path) -> None:
+    assert_replayed_candles("binance", db_url, tmp_path)
 
 
 def test_collect_exchange_binance_runs_on_the_bundled_binance_replay_with_no_urls(pg_clean: str,
