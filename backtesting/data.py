@@ -7,7 +7,8 @@ The strategy sees them as a DataFrame with ``open_time`` (int64 epoch ms), ``ope
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ class CandleData:
     close: np.ndarray
     volume: np.ndarray
     source: str = ""
+    extra: Mapping[str, np.ndarray] = field(default_factory=dict)  # market inputs (strategies.inputs)
 
     def __post_init__(self) -> None:
         for name in ("open_time", *PRICE_COLUMNS):
@@ -43,17 +45,22 @@ class CandleData:
         return int(self.open_time.shape[0])
 
     def frame(self) -> pd.DataFrame:
-        """The candles as the DataFrame strategies take (no copy of the arrays)."""
+        """The candles as the DataFrame strategies take (no copy of the arrays), market inputs included."""
         return pd.DataFrame(
             {"open_time": self.open_time, "open": self.open, "high": self.high, "low": self.low,
-             "close": self.close, "volume": self.volume},
+             "close": self.close, "volume": self.volume, **self.extra},
             copy=False,
         )
+
+    def with_extra(self, extra: Mapping[str, np.ndarray]) -> CandleData:
+        return CandleData(self.open_time, self.open, self.high, self.low, self.close, self.volume, self.source,
+                          dict(extra))
 
     def slice(self, start: int, stop: int | None = None) -> CandleData:
         part = slice(start, stop)
         return CandleData(self.open_time[part], self.open[part], self.high[part], self.low[part],
-                          self.close[part], self.volume[part], self.source)
+                          self.close[part], self.volume[part], self.source,
+                          {name: values[part] for name, values in self.extra.items()})
 
     def index_at(self, time_ms: int) -> int:
         """Index of the first bar opening at or after ``time_ms``."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -15,9 +15,11 @@ from backtesting.metrics import compute_metrics
 from backtesting.result import BacktestResult
 from backtesting.spec import BacktestSpec
 from backtesting.vectorised import fast_path_blocker, run_fast
+from bot_manager.market_inputs import require_history, stored_history
 from config.errors import ConfigurationError, StrategyError
 from database.repositories.derivatives import funding_settlements
 from strategies.base import BaseStrategy
+from strategies.inputs import MarketHistory, input_columns
 from strategies.registry import create_strategy
 
 DAY_MS = 86_400_000
@@ -51,7 +53,32 @@ def load_data(spec: BacktestSpec, session: Session | None = None) -> Prepared:
     if start >= len(data):
         raise ConfigurationError(f"no candles to trade in the period (data {data.source or 'given'} has "
                                  f"{len(data)} rows before the start)", source="backtest")
-    return Prepared(data, start, _funding(spec, session))
+    funding = _funding(spec, session)
+    inputs = make_strategy(spec).inputs
+    if inputs:
+        data = data.with_extra(_inputs(spec, session, data, inputs))
+    return Prepared(data, start, funding)
+
+
+def _inputs(spec: BacktestSpec, session: Session | None, data: CandleData, names: tuple[str, ...]
+            ) -> dict[str, np.ndarray]:
+    """The market inputs the strategy reads, for every bar of ``data``: funding from the funding file when one
+    is given, the rest (and funding otherwise) from the collector's stored market state."""
+    bot = spec.bot
+    market = f"{bot.exchange} {bot.symbol}"
+    stored = [n for n in names if not (n == "funding_rate" and spec.funding_file)]
+    history = MarketHistory()
+    if stored:
+        if session is None:
+            raise ConfigurationError(f"strategy {spec.strategy!r} reads {', '.join(stored)}: a backtest of it needs "
+                                     "the database (stored market state)", field="strategy")
+        history = stored_history(session, bot.exchange, bot.symbol, stored)
+    if spec.funding_file and "funding_rate" in names:
+        settlements = read_funding_csv(spec.funding_file)
+        history = replace(history, funding_times=settlements.time_ms, funding_rates=settlements.rate)
+        market = f"{market} (funding from {spec.funding_file})"
+    require_history(history, names, spec.strategy, market)
+    return input_columns(data.open_time, bot.timeframe.ms, history, names)
 
 
 def _funding(spec: BacktestSpec, session: Session | None) -> FundingSeries | None:

@@ -153,10 +153,11 @@ class Trial:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(spec_json: dict[str, Any], arrays: tuple[Any, ...], source: str) -> None:
+def _init_worker(spec_json: dict[str, Any], arrays: tuple[Any, ...], source: str,
+                 extra: dict[str, Any] | None = None) -> None:
     open_time, open_, high, low, close, volume = arrays
     _WORKER["spec"] = BacktestSpec.from_json(spec_json)
-    _WORKER["data"] = CandleData(open_time, open_, high, low, close, volume, source)
+    _WORKER["data"] = CandleData(open_time, open_, high, low, close, volume, source, extra or {})
 
 
 def evaluate(params: dict[str, ParamValue], window: tuple[int, int], spec: BacktestSpec | None = None,
@@ -184,7 +185,7 @@ class TrialPool:
             arrays = (data.open_time, data.open, data.high, data.low, data.close, data.volume)
             self._executor = ProcessPoolExecutor(
                 max_workers=self.size, mp_context=process_context(),
-                initializer=_init_worker, initargs=(spec.to_json(), arrays, data.source))
+                initializer=_init_worker, initargs=(spec.to_json(), arrays, data.source, dict(data.extra)))
 
     def run(self, tasks: Iterator[tuple[dict[str, ParamValue], tuple[int, int]]],
             on_result: Callable[[Trial], bool]) -> None:

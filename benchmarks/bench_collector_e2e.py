@@ -3,9 +3,10 @@
 * ``throughput``: ``replay --speed 0`` -> ``collect`` into PostgreSQL with raw trades stored, trades/s.
 * ``latency``: trade received -> closed candle published on Redis (written to PostgreSQL first), p50/p99.
 * ``rss``: collector resident memory with 50 symbols x 6 timeframes (a synthesised day each).
-* ``rss_all``: all the collectors together, 50 symbols in one process: OKX (48 synthesised symbols) and Binance
-  (the real BTC-USDT spot and USDⓈ-M tapes, with both order books and the USDⓈ-M funding/liquidation stream);
-  beside the same with ``ORDER_BOOKS`` and ``MARKET_STATE`` off (the reference).
+* ``rss_all``: all the collectors together, 50 symbols in one process: OKX (46 synthesised symbols), Binance
+  (the real BTC-USDT spot and USDⓈ-M tapes, with both order books and the USDⓈ-M funding/liquidation stream) and
+  Bybit (the same tapes in Bybit framing, spot + linear, with the linear tickers/liquidation stream); beside the
+  same with ``ORDER_BOOKS`` and ``MARKET_STATE`` off (the reference).
 
     .venv/bin/python benchmarks/bench_collector_e2e.py [throughput|latency|rss|rss_all|idle ...]
 """
@@ -220,9 +221,21 @@ def rss(symbols: int = 50) -> None:
           f"candles stored at --speed 0: RSS {final / 2**20:.0f} MB at the end, {peak / 2**20:.0f} MB peak (sampled)")
 
 
-def rss_all(okx_symbols: int = 48, seconds: float = 90.0) -> None:
-    """One collector process for every venue (``SYMBOLS=S00-USDT,...,binance:BTC-USDT,binance:BTC-USDT-SWAP``,
-    the venues' URLs pointing at two replay processes), with and without books and market state."""
+def start_venue_replay(protocol: str, tmp: str) -> tuple[subprocess.Popen[str], tuple[str, ...]]:
+    """``replay --protocol P`` of the bundled Binance tapes at 2x, looping: (process, (ws, rest, perp ws))."""
+    replay = subprocess.Popen(
+        [sys.executable, "main.py", "replay", "--port", "0", "--protocol", protocol, "--speed", "2", "--loop"],
+        cwd=ROOT, env=env("sqlite:///" + tmp + "/unused.db", tmp), stdout=subprocess.PIPE, text=True)
+    line = replay.stdout.readline()  # type: ignore[union-attr]
+    found = re.search(r"(ws://\S+) rest (http://\S+) (?:usdm|linear) (ws://\S+)", line)
+    assert found, f"replay did not start: {line!r}"
+    return replay, found.groups()
+
+
+def rss_all(okx_symbols: int = 46, seconds: float = 90.0) -> None:
+    """One collector process for every venue (``SYMBOLS=S00-USDT,...,binance:BTC-USDT,binance:BTC-USDT-SWAP,
+    bybit:BTC-USDT,bybit:BTC-USDT-SWAP``, the venues' URLs pointing at three replay processes), with and without
+    books and market state."""
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         args, names = synthesised_day(tmp, okx_symbols)
@@ -230,15 +243,13 @@ def rss_all(okx_symbols: int = 48, seconds: float = 90.0) -> None:
                              ("with books and market state", {})):
             db = Database()
             okx_replay, ws, rest = start_replay([*args, "--speed", "0"], tmp)
-            binance_replay = subprocess.Popen(
-                [sys.executable, "main.py", "replay", "--port", "0", "--protocol", "binance", "--speed", "2", "--loop"],
-                cwd=ROOT, env=env("sqlite:///" + tmp + "/unused.db", tmp), stdout=subprocess.PIPE, text=True)
-            line = binance_replay.stdout.readline()  # type: ignore[union-attr]
-            b_ws, b_rest, b_usdm = re.search(r"(ws://\S+) rest (http://\S+) usdm (ws://\S+)", line).groups()  # type: ignore
-            environment = {**env(db.url, tmp), **extra, "MARKET_SOURCE": "live",
-                           "SYMBOLS": ",".join([*names, "binance:BTC-USDT", "binance:BTC-USDT-SWAP"]),
+            binance_replay, (b_ws, b_rest, b_usdm) = start_venue_replay("binance", tmp)
+            bybit_replay, (y_ws, y_rest, y_linear) = start_venue_replay("bybit", tmp)
+            venues = ["binance:BTC-USDT", "binance:BTC-USDT-SWAP", "bybit:BTC-USDT", "bybit:BTC-USDT-SWAP"]
+            environment = {**env(db.url, tmp), **extra, "MARKET_SOURCE": "live", "SYMBOLS": ",".join([*names, *venues]),
                            "OKX_WS_URL": ws, "OKX_REST_URL": rest, "BINANCE_WS_URL": b_ws, "BINANCE_REST_URL": b_rest,
-                           "BINANCE_USDM_WS_URL": b_usdm, "BINANCE_USDM_REST_URL": b_rest}
+                           "BINANCE_USDM_WS_URL": b_usdm, "BINANCE_USDM_REST_URL": b_rest, "BYBIT_WS_URL": y_ws,
+                           "BYBIT_LINEAR_WS_URL": y_linear, "BYBIT_REST_URL": y_rest}
             collect = subprocess.Popen([sys.executable, "-m", "data", "collect"], cwd=ROOT, env=environment)
             peak = 0
             try:
@@ -252,17 +263,18 @@ def rss_all(okx_symbols: int = 48, seconds: float = 90.0) -> None:
                 books = db.scalar("SELECT count(*) FROM book_snapshots")
                 trades = db.scalar("SELECT count(*) FROM trades")
                 binance = db.scalar("SELECT count(*) FROM candles WHERE exchange = 'binance'")
+                bybit = db.scalar("SELECT count(*) FROM candles WHERE exchange = 'bybit'")
             finally:
-                for p in (collect, okx_replay, binance_replay):
+                for p in (collect, okx_replay, binance_replay, bybit_replay):
                     p.terminate()
                     p.wait(120)
                 db.drop()
-            results[label] = (final, peak, books, trades, binance)
-    print(f"rss_all: one `python -m data collect` for {okx_symbols} OKX + 2 Binance symbols, {seconds:.0f} s "
-          "(OKX replay at --speed 0, Binance at 2x looping)")
-    for label, (final, peak, books, trades, binance) in results.items():
+            results[label] = (final, peak, books, trades, binance, bybit)
+    print(f"rss_all: one `python -m data collect` for {okx_symbols} OKX + 2 Binance + 2 Bybit symbols, {seconds:.0f} s "
+          "(OKX replay at --speed 0, Binance and Bybit at 2x looping)")
+    for label, (final, peak, books, trades, binance, bybit) in results.items():
         print(f"  {label:<36} RSS {final / 2**20:.0f} MB at the end, {peak / 2**20:.0f} MB peak; {trades:,} trades, "
-              f"{binance:,} Binance candles, {books:,} book snapshots stored")
+              f"{binance:,} Binance and {bybit:,} Bybit candles, {books:,} book snapshots stored")
 
 
 def idle(seconds: float = 20.0) -> None:

@@ -264,14 +264,19 @@ def parse_bot_config(data: Any, source: str = "<bot config>", *, check_strategy:
 
 
 def check_strategy_of(config: BotConfig, source: str) -> None:
-    """Build the bot's strategy once; unknown names and bad parameters become a ConfigurationError."""
+    """Build the bot's strategy once; unknown names and bad parameters become a ConfigurationError, and so does
+    a strategy reading perpetual-market inputs (``inputs``) on a spot symbol."""
     from strategies.registry import create_strategy
 
     try:
-        create_strategy(config.strategy, config.params)
+        strategy = create_strategy(config.strategy, config.params)
     except ConfigurationError as exc:
         field = "strategy" if exc.field in (None, "strategy") else f"params.{exc.field}"
         raise ConfigurationError(exc.reason, source=source, field=field) from None
+    if strategy.inputs and not config.symbol.endswith("-SWAP"):
+        raise ConfigurationError(f"strategy {config.strategy!r} reads {', '.join(strategy.inputs)}, which only "
+                                 f"perpetual (-SWAP) markets have; {config.symbol!r} is not one",
+                                 source=source, field="symbol")
 
 
 def load_bot_text(text: str, source: str = "<bot config>", *, check_strategy: bool = True) -> BotConfig:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot_manager.arbitrage_runner import STRATEGY as ARBITRAGE
 from bot_manager.config import PortfolioConfig, parse_bot_config
 from bot_manager.engine import BotEngine, BotEventRecord, BotStatus, CandleOutcome
+from bot_manager.market_inputs import attach_stored_inputs
 from bot_manager.recording import build_write, event_message, fill_message, position_values, signal_event
 from bot_manager.risk import PortfolioGuard
 from config.domain import Candle, Timeframe, datetime_to_ms
@@ -257,7 +258,7 @@ class BotManager:
                 continue
             bot.fresh = False
             if bot.engine.trading and bars is None:
-                bars = market.window.bars()
+                bars = self._window_bars(market)
             outcome = bot.engine.process(t, *ohlcv, bars if bot.engine.trading else None, self.portfolio)
             results.append((bot, outcome))
         if not results:
@@ -268,6 +269,17 @@ class BotManager:
             if reason is not None:
                 out += self._halt_everything(reason)
         return out
+
+    def _window_bars(self, market: _Market) -> Bars:
+        """The market's window, with the stored market inputs its strategies read attached
+        (:mod:`bot_manager.market_inputs`, the same values a backtest gives each bar)."""
+        bars = market.window.bars()
+        names = tuple(dict.fromkeys(n for b in market.bots.values() for n in b.engine.strategy.inputs))
+        if not names:
+            return bars
+        exchange, symbol, timeframe = market.key
+        with session_scope(self.sessions) as session:
+            return attach_stored_inputs(session, exchange, symbol, timeframe.ms, bars, names)
 
     def _commit(self, results: list[tuple[_Bot, CandleOutcome]], snapshot: bool = True) -> list[Publication]:
         writes = [build_write(bot.bot_id, bot.engine, outcome, bot.position) for bot, outcome in results]

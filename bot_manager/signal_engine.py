@@ -24,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot_manager.market_inputs import attach_stored_inputs
 from config.domain import Candle, SignalEvent, SignalType, Timeframe
 from config.errors import ConfigurationError, StrategyError
 from data import messages, topics
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 COMPONENT = "signal_engine"
 MarketKey = tuple[str, str, Timeframe]
+# a window -> the window with the inputs attached, or None when they cannot be read now (that candle is skipped)
+InputSource = Callable[[MarketKey, Bars, tuple[str, ...]], Bars | None]
 
 
 @dataclass(slots=True)
@@ -87,10 +90,15 @@ class _Market:
 class SignalEngine:
     """Strategy instances per market and their rolling candle windows (the pure core)."""
 
-    def __init__(self, hold_every: int = 0) -> None:
+    def __init__(self, hold_every: int = 0, inputs: InputSource | None = None) -> None:
         if hold_every < 0:
             raise ValueError(f"hold_every must be >= 0, got {hold_every}")
         self.hold_every = hold_every
+        self.inputs = inputs
+        """Attaches the market inputs a strategy reads (``strategy.inputs``) to a window; without it such a
+        strategy is isolated with an error saying so."""
+        self.inputs_unavailable = 0
+        """Evaluations skipped because the inputs could not be read (a database outage)."""
         self._markets: dict[MarketKey, _Market] = {}
         self._instances: dict[str, _Instance] = {}
         self.failures = 0
@@ -166,21 +174,36 @@ class SignalEngine:
         if added not in (Added.APPENDED, Added.REPLACED_LAST):
             return []
         bars = market_state.window.bars()
+        with_inputs: dict[tuple[str, ...], Bars] = {}
         events: list[SignalEvent] = []
         for instance in market_state.instances:
             if instance.error is None:
-                event = self._evaluate(instance, bars, candle.open_time_ms)
+                names = instance.strategy.inputs
+                if names and names not in with_inputs:
+                    if self.inputs is None:
+                        self._isolate(instance, f"strategy {instance.strategy.name!r} reads {', '.join(names)} "
+                                                "and this engine has no database to read them from")
+                        continue
+                    attached = self.inputs(key, bars, names)
+                    if attached is None:
+                        self.inputs_unavailable += 1
+                        continue
+                    with_inputs[names] = attached
+                event = self._evaluate(instance, with_inputs[names] if names else bars, candle.open_time_ms)
                 if event is not None:
                     events.append(event)
         return events
+
+    def _isolate(self, instance: _Instance, error: str) -> None:
+        instance.error = error
+        self.failures += 1
+        log.error("signal engine: %s isolated: %s", instance.source, error)
 
     def _evaluate(self, instance: _Instance, bars: Bars, time_ms: int) -> SignalEvent | None:
         try:
             signal = safe_signal_at_end(instance.strategy, bars)
         except StrategyError as exc:
-            instance.error = str(exc)
-            self.failures += 1
-            log.error("signal engine: %s isolated: %s", instance.source, exc)
+            self._isolate(instance, str(exc))
             return None
         repeat = instance.last_time == time_ms
         if repeat and instance.last_type == signal.signal_type:
@@ -218,6 +241,8 @@ class SignalEngineService:
                  health_interval: float = 10.0, max_pending: int = 100_000) -> None:
         self.engine = engine
         self._sessions = session_factory
+        if session_factory is not None and engine.inputs is None:
+            engine.inputs = self._read_inputs
         self._health_interval = health_interval
         self._pending: list[SignalEvent] = []
         self._max_pending = max_pending
@@ -295,6 +320,15 @@ class SignalEngineService:
             start = before_ms - rows * timeframe.ms
             found = market.get_candles(session, exchange, symbol, timeframe, start, before_ms)
             return found[-rows:]
+
+    def _read_inputs(self, key: MarketKey, bars: Bars, names: tuple[str, ...]) -> Bars | None:
+        assert self._sessions is not None
+        try:
+            with session_scope(self._sessions) as session:
+                return attach_stored_inputs(session, key[0], key[1], key[2].ms, bars, names)
+        except Exception as exc:  # noqa: BLE001 - a database outage: skip this candle, not the strategy
+            log.warning("signal engine: market inputs of %s %s unreadable (%s); candle skipped", key[0], key[1], exc)
+            return None
 
     async def _store(self, events: list[SignalEvent]) -> None:
         if self._sessions is None:

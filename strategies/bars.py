@@ -16,8 +16,8 @@ are the same numbers in both. See docs/strategies.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -26,11 +26,13 @@ ANCHOR_MS = 86_400_000
 """Evaluation windows restart at each UTC midnight (every supported timeframe divides a day)."""
 
 COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
+EXTRA_COLUMNS = ("funding_rate", "open_interest", "long_liquidations", "short_liquidations")  # strategies.inputs
 
 
 @dataclass(frozen=True, slots=True)
 class Bars:
-    """OHLCV columns as numpy arrays (``open_time`` int64 epoch ms, the rest float64), ascending."""
+    """OHLCV columns as numpy arrays (``open_time`` int64 epoch ms, the rest float64), ascending; ``extra``
+    holds the market inputs a strategy asked for (:mod:`strategies.inputs`), float64 arrays of the same length."""
 
     open_time: np.ndarray
     open: np.ndarray
@@ -38,6 +40,7 @@ class Bars:
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray
+    extra: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def from_frame(cls, candles: pd.DataFrame) -> Bars:
@@ -50,6 +53,8 @@ class Bars:
         return cls(
             np.ascontiguousarray(candles["open_time"].to_numpy(), dtype=np.int64),
             *(np.ascontiguousarray(candles[c].to_numpy(), dtype=np.float64) for c in COLUMNS[1:]),
+            {c: np.ascontiguousarray(candles[c].to_numpy(), dtype=np.float64)
+             for c in EXTRA_COLUMNS if c in candles.columns},
         )
 
     def __len__(self) -> int:
@@ -60,11 +65,25 @@ class Bars:
         return Bars(
             self.open_time[start:stop], self.open[start:stop], self.high[start:stop],
             self.low[start:stop], self.close[start:stop], self.volume[start:stop],
+            {name: values[start:stop] for name, values in self.extra.items()},
         )
 
+    def input(self, name: str) -> np.ndarray:
+        """The market input ``name`` (a strategy lists the ones it reads in ``inputs``); ``KeyError`` naming what
+        the bars carry when it is not attached."""
+        try:
+            return self.extra[name]
+        except KeyError:
+            raise KeyError(f"input {name!r} is not attached to these candles (they carry "
+                           f"{', '.join(self.extra) or 'OHLCV only'}); list it in the strategy's inputs") from None
+
+    def with_extra(self, extra: Mapping[str, np.ndarray]) -> Bars:
+        return Bars(self.open_time, self.open, self.high, self.low, self.close, self.volume, dict(extra))
+
     def to_frame(self) -> pd.DataFrame:
-        """A new DataFrame with copies of the columns (safe to hand to user code)."""
-        return pd.DataFrame({c: getattr(self, c).copy() for c in COLUMNS})
+        """A new DataFrame with copies of the columns (safe to hand to user code), market inputs included."""
+        return pd.DataFrame({**{c: getattr(self, c).copy() for c in COLUMNS},
+                             **{c: v.copy() for c, v in self.extra.items()}})
 
 
 def check_ascending(open_time: np.ndarray) -> None:

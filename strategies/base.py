@@ -18,7 +18,7 @@ import pandas as pd
 
 from config.domain import Signal, SignalType
 from config.errors import ConfigurationError
-from strategies.bars import Bars, check_ascending, day_blocks, evaluation_starts, last_evaluation_start
+from strategies.bars import EXTRA_COLUMNS, Bars, check_ascending, day_blocks, evaluation_starts, last_evaluation_start
 from strategies.params import Param, ParamValue, validate_params
 
 __all__ = ["BaseStrategy", "IndicatorSpec", "Param", "VectorisedStrategy", "SIGNAL_CODES", "code_of"]
@@ -60,6 +60,10 @@ class BaseStrategy(ABC):
     description: ClassVar[str] = ""
     params_spec: ClassVar[dict[str, Param]] = {}
     supports_vectorised: ClassVar[bool] = False
+    inputs: ClassVar[tuple[str, ...]] = ()
+    """Market inputs beyond OHLCV the strategy reads (``funding_rate``, ``open_interest``, ``long_liquidations``,
+    ``short_liquidations``; :mod:`strategies.inputs`): attached to its candles as extra columns (``Bars.input``),
+    by backtests and the live engines alike. Only perpetual (``-SWAP``) markets have them."""
 
     def __init__(self, **params: Any) -> None:
         self._params = validate_params(self.name, self.params_spec, params)
@@ -70,6 +74,9 @@ class BaseStrategy(ABC):
         for key, param in cls.params_spec.items():
             if not isinstance(param, Param):
                 raise TypeError(f"{cls.__name__}.params_spec[{key!r}] must be a Param, got {param!r}")
+        unknown = [n for n in cls.inputs if n not in EXTRA_COLUMNS]
+        if unknown:
+            raise TypeError(f"{cls.__name__}.inputs: unknown input {unknown[0]!r} (known: {', '.join(EXTRA_COLUMNS)})")
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())

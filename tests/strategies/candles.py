@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from config.domain import Candle, Timeframe
-from strategies.bars import ANCHOR_MS
+from strategies.bars import ANCHOR_MS, Bars
 from strategies.base import BaseStrategy, code_of
 from strategies.live import LiveWindow
 
@@ -50,14 +50,17 @@ def frame_to_candles(frame: pd.DataFrame, timeframe: Timeframe, symbol: str = "B
     ]
 
 
-def live_codes(strategy: BaseStrategy, frame: pd.DataFrame, timeframe_ms: int) -> np.ndarray:
-    """Feed ``frame`` one candle at a time through a bounded live window, as the engine does."""
+def live_codes(strategy: BaseStrategy, frame: pd.DataFrame, timeframe_ms: int,
+               attach: Callable[[Bars], Bars] | None = None) -> np.ndarray:
+    """Feed ``frame`` one candle at a time through a bounded live window, as the engine does (``attach``: what
+    the engine does to the window before asking the strategy, e.g. attach its market inputs)."""
     window = LiveWindow(strategy.history, ANCHOR_MS // timeframe_ms)
     out = np.zeros(len(frame), dtype=np.int8)
     rows = frame[["open_time", "open", "high", "low", "close", "volume"]].to_numpy()
     for i, (t, o, h, lo, c, v) in enumerate(rows):
         window.add(int(t), (o, h, lo, c, v))
-        out[i] = code_of(strategy.signal_at_end(window.bars()))
+        bars = window.bars()
+        out[i] = code_of(strategy.signal_at_end(bars if attach is None else attach(bars)))
     return out
 
 

@@ -70,7 +70,8 @@ def test_every_builtin_documents_each_parameter_and_has_a_description() -> None:
     from strategies.builtin import BUILTIN
 
     assert [c.name for c in BUILTIN] == [
-        "sma_cross", "ema_cross", "rsi_reversion", "macd_cross", "bollinger", "donchian_breakout"]
+        "sma_cross", "ema_cross", "rsi_reversion", "macd_cross", "bollinger", "donchian_breakout",
+        "funding_contrarian"]
     for cls in BUILTIN:
         assert cls.description and cls.supports_vectorised
         assert all(p.description for p in cls.params_spec.values()), cls.name

@@ -43,8 +43,9 @@ def test_a_python_file_in_the_strategies_folder_is_found_by_its_name(tmp_path: P
     strategy = create_strategy("always_hold", {"period": 5}, dirs=dirs)
     assert strategy.params == {"period": 5} and not strategy.supports_vectorised
     names = [c.name for c in list_strategies(dirs)]
-    assert names[:6] == ["sma_cross", "ema_cross", "rsi_reversion", "macd_cross", "bollinger", "donchian_breakout"]
-    assert names[6:] == ["always_hold", "example_momentum"]
+    assert names[:7] == ["sma_cross", "ema_cross", "rsi_reversion", "macd_cross", "bollinger", "donchian_breakout",
+                         "funding_contrarian"]
+    assert names[7:] == ["always_hold", "example_momentum"]
 
 
 def test_the_shipped_example_is_available_without_configuration() -> None:
