@@ -1,9 +1,9 @@
 """The database shell of :mod:`strategies.inputs`: the stored funding settlements, open interest and liquidations
 of a market as a :class:`~strategies.inputs.MarketHistory`, and candles with the inputs a strategy reads attached.
 
-The bot manager, the signal engine and backtests all attach inputs through :func:`attach_stored_inputs` (or, for
-a backtest with a funding file, :func:`attach_inputs` with that file's settlements), so a bar gets the same
-values live and in a backtest.
+The bot manager and the signal engine attach inputs to their windows with :func:`attach_stored_inputs`; a
+backtest reads the whole :func:`stored_history` (funding perhaps from a file) for its series. Both end in
+:func:`strategies.inputs.input_columns`, so a bar gets the same values live and in a backtest.
 """
 
 from __future__ import annotations
@@ -44,10 +44,6 @@ def stored_history(session: Session, exchange: str, symbol: str, names: Sequence
     return MarketHistory(**parts, source=f"stored market state of {exchange} {symbol}")  # type: ignore[arg-type]
 
 
-def attach_inputs(bars: Bars, bar_ms: int, history: MarketHistory, names: Sequence[str]) -> Bars:
-    return bars.with_extra(input_columns(bars.open_time, bar_ms, history, names))
-
-
 def attach_stored_inputs(session: Session, exchange: str, symbol: str, bar_ms: int, bars: Bars,
                          names: Sequence[str]) -> Bars:
     """``bars`` with the stored inputs ``names`` of the market attached (read for the span of ``bars`` only)."""
@@ -56,7 +52,7 @@ def attach_stored_inputs(session: Session, exchange: str, symbol: str, bar_ms: i
     # through the last bar's close inclusive: a settlement at the close is in force for that bar
     history = stored_history(session, exchange, symbol, names, int(bars.open_time[0]),
                              int(bars.open_time[-1]) + bar_ms + 1)
-    return attach_inputs(bars, bar_ms, history, names)
+    return bars.with_extra(input_columns(bars.open_time, bar_ms, history, names))
 
 
 def require_history(history: MarketHistory, names: Sequence[str], strategy: str, market: str) -> None:

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 import websockets
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
 
 from config.errors import MalformedMessageError
 from data.okx.frames import WireTrade
@@ -299,8 +299,6 @@ class SubscribingLink:
         owner = self.owner
         for s in self.symbols:
             owner.state[s] = StreamState.CONNECTING
-        from websockets.asyncio.client import connect
-
         async with connect(self.url, ping_interval=None, open_timeout=10, close_timeout=2, compression=None,
                            max_size=2**24, max_queue=1024) as ws:
             self.ws = ws
