@@ -183,6 +183,12 @@ def money(value: Decimal) -> Decimal:
     return value.quantize(MONEY_UNIT, ROUND_HALF_EVEN)
 
 
+# Book walks convert each level's float price and size to exact decimals; a live book's levels repeat from one
+# update to the next (prices on the tick grid, most sizes unchanged), so the conversions are kept, up to this many.
+LEVEL_CACHE = 50_000
+_LEVEL_PRICES: dict[float, Decimal] = {}
+
+
 def to_decimal(value: float | int | str | Decimal) -> Decimal:
     """Exact decimal of a float's shortest repr (``0.1`` -> ``Decimal('0.1')``)."""
     return value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else value)
@@ -232,6 +238,7 @@ class PaperBroker:
         # a power of ten (0.001, 1, 1E-8): one quantize rounds to it
         self._tick_pow10 = self.price_tick.as_tuple().digits == (1,)
         self._lot_pow10 = self.lot_size.as_tuple().digits == (1,)
+        self._level_lots: dict[float, Decimal] = {}  # book walks: a level size (float) in whole lots
         self.order_id_prefix = order_id_prefix
         self.latency_ms = latency_ms  # order-book mode: an order is live this long after it was submitted
         self.maintenance_margin_rate = maintenance_margin_rate  # None: positions are never liquidated
@@ -605,12 +612,25 @@ class PaperBroker:
                 return
         levels: list[tuple[Decimal, Decimal, float]] = []  # (quantity, price, raw price) taken per level
         remaining = want
+        lots_of, prices = self._level_lots, _LEVEL_PRICES  # a level's size in lots / exact price, by float
+        if len(lots_of) > LEVEL_CACHE:
+            lots_of.clear()
+        if len(prices) > LEVEL_CACHE:
+            prices.clear()
         for raw, size in (book.iter_asks() if buy else book.iter_bids()):
             if limit is not None and (raw > limit if buy else raw < limit):
                 break
-            take = min(remaining, self.round_quantity(size) - used.get(raw, _ZERO))
+            lots = lots_of.get(size)
+            if lots is None:
+                lots = lots_of[size] = self.round_quantity(size)
+            if used:
+                lots -= used.get(raw, _ZERO)
+            take = remaining if remaining < lots else lots
             if take > 0:
-                levels.append((take, to_decimal(raw), raw))
+                price = prices.get(raw)
+                if price is None:
+                    price = prices[raw] = Decimal(repr(raw))
+                levels.append((take, price, raw))
                 remaining -= take
                 if remaining <= 0:
                     break
@@ -637,8 +657,9 @@ class PaperBroker:
             self._drop(order.order_id)
             return
         fills.append(fill)
-        for q, _, raw in levels:
-            used[raw] = used.get(raw, _ZERO) + q
+        if len(self._orders) > 1:  # another order may walk this book in the same call: it finds these taken
+            for q, _, raw in levels:
+                used[raw] = used.get(raw, _ZERO) + q
         self._reduce(order, taken, done=remaining <= 0)
 
     def _fill_whole(self, order: Order, ts: int, price: float, liquidity: Liquidity, slip: float,
