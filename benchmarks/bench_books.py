@@ -12,9 +12,9 @@ price level set or removed. Median of 5 runs each.
 
 Second table, the book-walk fill cost (issue 14.4's goal: < 20 µs): the USDⓈ-M book after each of those events
 (the states with at least 10 levels a side), one market order on each state in turn, sized to walk 1, 3 and 10
-ask levels (buy) and bid levels (sell, alternating so the position stays near flat). Per order: ``submit_market`` + ``PaperBroker.on_book`` (the walk, then one fill at its average
-price with the Decimal fee, margin check and accounting). Reference: the same walk in plain floats with no
-accounting (the floor).
+ask levels (buy) and bid levels (sell, alternating so the position stays near flat). Per order:
+``submit_market`` + ``PaperBroker.on_book`` (the walk, then one fill at its average price with the Decimal fee,
+margin check and accounting). Reference: the same walk in plain floats with no accounting (the floor).
 
 Run: ``.venv/bin/python benchmarks/bench_books.py``
 """
