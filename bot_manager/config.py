@@ -110,7 +110,7 @@ class BotConfig(_Strict):
     name: str = Field(pattern=NAME_PATTERN, description="unique; letters, digits, '_', '.', '-'")
     description: str = ""
     enabled: bool = Field(default=True, description="start automatically when synced from config/bots/")
-    exchange: str = Field(default="okx", min_length=1, max_length=32)
+    exchange: Literal["okx", "binance", "bybit"] = Field(default="okx", description="the venue whose candles it trades")
     symbol: str = Field(pattern=r"^[A-Z0-9]+(-[A-Z0-9]+)+$", description="instrument, e.g. BTC-USDT")
     timeframe: Timeframe = Timeframe.M1
     strategy: str = Field(min_length=1, max_length=64)

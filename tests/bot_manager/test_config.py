@@ -68,6 +68,8 @@ def test_defaults_are_okx_spot_fees_and_half_of_equity_exposure(tmp_path: Path) 
     ({"params": {"fats": 3}}, "params.fats", "unknown parameter"),
     ({"sizing": {"method": "kelly"}}, "sizing.method", "unknown kind 'kelly'"),
     ({"timeframe": "2m"}, "timeframe", "'1m', '5m'"),
+    ({"exchange": "kraken"}, "exchange", "'okx', 'binance' or 'bybit' (received 'kraken')"),
+    ({"strategy": "funding_contrarian", "params": {}}, "symbol", "only perpetual (-SWAP) markets have"),
     ({"leverage": MAX_LEVERAGE + 1}, "leverage", "less than or equal to 10"),
     ({"risk": {"max_exposure_pct": 150}}, "risk.max_exposure_pct", "exceeds 100% x leverage 1.0"),
     ({"name": "has space"}, "name", "should match pattern"),
