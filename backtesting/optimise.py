@@ -97,7 +97,7 @@ class _Optimisation:
         return self.prepared.data
 
     def execute(self) -> None:
-        with TrialPool(self.base, self.data, self.search.pool_size) as pool:
+        with TrialPool(self.base, self.data, self.search.pool_size, self.prepared.funding) as pool:
             if self.search.walk_forward is None:
                 best = self.optimise(pool, (self.prepared.trade_start, len(self.data)), 0.0, 1.0)
                 metrics = {"method": self.search.method, "objective": self.search.objective.value,
@@ -228,7 +228,7 @@ class _Optimisation:
         spec = self.base.model_copy(update={"bot": bot, "close_at_end": True, "path": "auto"}).with_params(
             {**self.base.params, **params})
         start, end = window.out_of_sample
-        prepared = Prepared(self.data.slice(0, end), start)
+        prepared = Prepared(self.data.slice(0, end), start, self.prepared.funding)
         result = run_backtest(spec, prepared)
         with session_scope(self.factory) as session:
             oos_id = create_backtest_run(session, spec, kind="out_of_sample", parent_id=self.run_id,

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from backtesting.data import CandleData
+from backtesting.funding import FundingSeries
 from backtesting.processes import process_context
 from backtesting.runner import Prepared, run_backtest
 from backtesting.spec import BacktestSpec
@@ -154,20 +155,24 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(spec_json: dict[str, Any], arrays: tuple[Any, ...], source: str,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, funding: FundingSeries | None = None) -> None:
     open_time, open_, high, low, close, volume = arrays
     _WORKER["spec"] = BacktestSpec.from_json(spec_json)
     _WORKER["data"] = CandleData(open_time, open_, high, low, close, volume, source, extra or {})
+    _WORKER["funding"] = funding
 
 
 def evaluate(params: dict[str, ParamValue], window: tuple[int, int], spec: BacktestSpec | None = None,
-             data: CandleData | None = None) -> Trial:
-    """Backtest ``params`` trading bars ``[window[0], window[1])`` (earlier bars warm up)."""
-    spec = spec or _WORKER["spec"]
-    data = data or _WORKER["data"]
+             data: CandleData | None = None, funding: FundingSeries | None = None) -> Trial:
+    """Backtest ``params`` trading bars ``[window[0], window[1])`` (earlier bars warm up), charging ``funding``
+    settlements when the spec has them."""
+    if spec is None:
+        spec, data, funding = _WORKER["spec"], _WORKER["data"], _WORKER.get("funding")
+    assert data is not None
     start, end = window
     try:
-        result = run_backtest(spec.with_params({**spec.params, **params}), Prepared(data.slice(0, end), start))
+        result = run_backtest(spec.with_params({**spec.params, **params}),
+                              Prepared(data.slice(0, end), start, funding))
     except (ConfigurationError, StrategyError) as exc:
         return Trial(params, None, str(exc), window)
     return Trial(params, result.metrics, None, window)
@@ -176,23 +181,24 @@ def evaluate(params: dict[str, ParamValue], window: tuple[int, int], spec: Backt
 class TrialPool:
     """Evaluates trials on ``size`` processes (in this process when ``size`` is 1)."""
 
-    def __init__(self, spec: BacktestSpec, data: CandleData, size: int) -> None:
+    def __init__(self, spec: BacktestSpec, data: CandleData, size: int, funding: FundingSeries | None = None) -> None:
         self.spec = spec
         self.data = data
+        self.funding = funding
         self.size = max(1, size)
         self._executor: ProcessPoolExecutor | None = None
         if self.size > 1:
             arrays = (data.open_time, data.open, data.high, data.low, data.close, data.volume)
             self._executor = ProcessPoolExecutor(
                 max_workers=self.size, mp_context=process_context(),
-                initializer=_init_worker, initargs=(spec.to_json(), arrays, data.source, dict(data.extra)))
+                initializer=_init_worker, initargs=(spec.to_json(), arrays, data.source, dict(data.extra), funding))
 
     def run(self, tasks: Iterator[tuple[dict[str, ParamValue], tuple[int, int]]],
             on_result: Callable[[Trial], bool]) -> None:
         """Evaluate ``tasks``; ``on_result`` gets each trial and returns True to stop early."""
         if self._executor is None:
             for params, window in tasks:
-                if on_result(evaluate(params, window, self.spec, self.data)):
+                if on_result(evaluate(params, window, self.spec, self.data, self.funding)):
                     return
             return
         pending: set[Future[Trial]] = set()

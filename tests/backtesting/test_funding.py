@@ -123,3 +123,20 @@ def test_funding_from_the_stored_funding_rates_equals_the_recorded_file(pg_clean
         with pytest.raises(ConfigurationError, match="no funding rates stored for okx ETH-USDT-SWAP"):
             load_data(other, session)
     engine.dispose()
+
+
+def test_optimisation_trials_charge_the_funding_of_their_spec_in_this_process_and_in_workers() -> None:
+    from backtesting.search import TrialPool, evaluate
+
+    bot = make_bot("sma_cross", {"fast": 50, "slow": 200}, timeframe="1m", symbol="BTC-USDT-SWAP", allow_short=True)
+    spec = BacktestSpec(bot=bot, data_file=str(CANDLES), funding_file=str(FUNDING))
+    prepared = load_data(spec)
+    window = (300, len(prepared.data))
+    direct = run_backtest(spec, prepared.__class__(prepared.data, 300, prepared.funding))
+    assert direct.metrics["funding_paid"] != 0
+    trial = evaluate({}, window, spec, prepared.data, prepared.funding)
+    assert trial.error is None and trial.metrics["funding_paid"] == direct.metrics["funding_paid"]  # type: ignore[index]
+    got = []
+    with TrialPool(spec, prepared.data, 2, prepared.funding) as pool:
+        pool.run(iter([({"fast": 50}, window)]), lambda t: got.append(t) is not None)
+    assert got[0].error is None and got[0].metrics["funding_paid"] == direct.metrics["funding_paid"]  # type: ignore[index]
