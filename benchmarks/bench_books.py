@@ -33,9 +33,10 @@ from sortedcontainers import SortedDict
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bot_manager.arbitrage import TopView  # noqa: E402
 from bot_manager.broker import FeeModel, PaperBroker  # noqa: E402
 from config.domain import Side  # noqa: E402
-from data.books import Book, DepthEvent, DepthSync  # noqa: E402
+from data.books import DepthEvent, DepthSync, book_top  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 PASSES = 20
@@ -107,44 +108,10 @@ def main() -> None:
     walk_costs(load("binance_usdm_btcusdt_depth_frames_2024-08-08T2354.jsonl.gz"))
 
 
-def float_walk(book: Book, buy: bool, quantity: float) -> tuple[float, float]:
+def float_walk(book: TopView, buy: bool, quantity: float) -> tuple[float, float]:
     """The floor: walk the levels in floats, no rounding, no fees, no accounting. Returns (filled, notional)."""
     filled = notional = 0.0
     for price, size in (book.iter_asks() if buy else book.iter_bids()):
-        take = min(size, quantity - filled)
-        filled += take
-        notional += take * price
-        if filled >= quantity:
-            break
-    return filled, notional
-
-
-class Levels:
-    """One state of the book, frozen: its top levels as the broker's ``BookView``."""
-
-    __slots__ = ("bids", "asks")
-
-    def __init__(self, bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> None:
-        self.bids, self.asks = bids, asks
-
-    @property
-    def best_bid(self) -> float | None:
-        return self.bids[0][0] if self.bids else None
-
-    @property
-    def best_ask(self) -> float | None:
-        return self.asks[0][0] if self.asks else None
-
-    def iter_bids(self):  # type: ignore[no-untyped-def]
-        return iter(self.bids)
-
-    def iter_asks(self):  # type: ignore[no-untyped-def]
-        return iter(self.asks)
-
-
-def float_levels_walk(book: Levels, buy: bool, quantity: float) -> tuple[float, float]:
-    filled = notional = 0.0
-    for price, size in (book.asks if buy else book.bids):
         take = min(size, quantity - filled)
         filled += take
         notional += take * price
@@ -158,12 +125,12 @@ def walk_costs(stream: list[DepthEvent]) -> None:
     levels change between orders as they do live), sized to end halfway into the ``levels``-th level."""
     sync = DepthSync(usdm=True)
     sync.snapshot(stream[0].first_id, [], [])
-    states = []
-    for event in stream:
+    states = []  # each state frozen as the bus carries it, read through the arbitrage bot's BookView
+    for i, event in enumerate(stream):
         sync.on_event(event)
-        bids, asks = sync.book.top(20)
-        if len(bids) >= 10 and len(asks) >= 10:
-            states.append(Levels(bids, asks))
+        top = book_top("binance", "BTC-USDT-SWAP", i, sync.book, 20)
+        if len(top.bids) >= 10 and len(top.asks) >= 10:
+            states.append(TopView(top))
     print()
     print(f"book-walk fill cost per market order, median of 5 runs of {len(states)} orders, each on the next of the "
           f"{len(states)} successive real Binance USDⓈ-M BTCUSDT book states with 10 levels a side or more")
@@ -171,7 +138,7 @@ def walk_costs(stream: list[DepthEvent]) -> None:
     for levels in (1, 3, 10):
         sizes = []
         for i, state in enumerate(states):
-            side = state.bids if i % 2 else state.asks  # buy walks the asks, sell the bids
+            side = state.top.bids if i % 2 else state.top.asks  # buy walks the asks, sell the bids
             sizes.append(round(sum(q for _, q in side[:levels - 1]) + side[levels - 1][1] / 2, 3) or 0.001)
         n = len(states)
         ours_t, ref_t = [], []
@@ -185,7 +152,7 @@ def walk_costs(stream: list[DepthEvent]) -> None:
             assert round(sum(float(f.quantity) for f in fills), 3) == sizes[n - 1]  # the last order filled whole
             t0 = time.perf_counter()
             for i in range(n):
-                float_levels_walk(states[i], i % 2 == 0, sizes[i])
+                float_walk(states[i], i % 2 == 0, sizes[i])
             ref_t.append((time.perf_counter() - t0) / n)
         ours_us, ref_us = statistics.median(ours_t) * 1e6, statistics.median(ref_t) * 1e6
         print(f"{levels:<16}{statistics.mean(sizes):>14.3f}{ours_us:>10.1f}{ref_us:>15.2f}{ours_us / ref_us:>8.1f}")

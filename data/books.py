@@ -114,12 +114,6 @@ def book_top(exchange: str, symbol: str, ts_ms: int, book: Book, depth: int,
     return BookTop(exchange, symbol, ts_ms, tuple(bids), tuple(asks), update_id)
 
 
-def to_book(top: BookTop) -> Book:
-    book = Book()
-    book.apply(top.bids, top.asks)
-    return book
-
-
 @dataclass(frozen=True, slots=True)
 class DepthEvent:
     """One Binance ``depthUpdate``: ``U``/``u`` first/last update id, ``pu`` (USDⓈ-M) the previous ``u``."""

@@ -163,11 +163,15 @@ def bybit_liquidations(push: Mapping[str, Any]) -> list[Liquidation]:
 Derivative = FundingRate | OpenInterest | Liquidation
 
 
-def _frame(raw: bytes | str) -> Any:
+def _frame(raw: bytes | str) -> dict[str, Any]:
+    """A frame as a JSON object; :class:`MalformedMessageError` ``not_json`` / ``not_object`` otherwise."""
     try:
-        return json.loads(raw)
+        frame = json.loads(raw)
     except ValueError as exc:
         raise MalformedMessageError("not_json", f"{exc}; frame starts {str(raw)[:120]!r}") from None
+    if not isinstance(frame, dict):
+        raise MalformedMessageError("not_object", f"frame is not a JSON object: {str(raw)[:120]!r}")
+    return frame
 
 
 def okx_derivatives_frame(raw: bytes | str, received_ms: int) -> list[Derivative] | None:
@@ -177,8 +181,6 @@ def okx_derivatives_frame(raw: bytes | str, received_ms: int) -> list[Derivative
     if raw in (b"pong", "pong"):
         return None
     frame = _frame(raw)
-    if not isinstance(frame, dict):
-        raise MalformedMessageError("not_object", f"frame is not a JSON object: {str(raw)[:120]!r}")
     if frame.get("event") == "error":  # a refused subscription: counted (as "refused") and logged once
         raise MalformedMessageError("refused", f"{frame.get('code')}: {frame.get('msg')}")
     if "event" in frame:
@@ -203,8 +205,6 @@ def binance_derivatives_frame(raw: bytes | str) -> list[Derivative] | None:
     """One frame of a USDⓈ-M socket subscribed to ``<symbol>@markPrice@1s`` and ``<symbol>@forceOrder``
     (combined-stream envelopes or raw events): the message, or ``None`` for a request's reply."""
     frame = _frame(raw)
-    if not isinstance(frame, dict):
-        raise MalformedMessageError("not_object", f"frame is not a JSON object: {str(raw)[:120]!r}")
     if "code" in frame and "msg" in frame:  # a refused request
         raise MalformedMessageError("refused", f"{frame.get('code')}: {frame.get('msg')}")
     data = frame.get("data", frame)
@@ -226,8 +226,6 @@ def bybit_derivatives_frame(raw: bytes | str) -> list[Derivative] | None:
     messages of a push, or ``None`` for a reply (``subscribe``, ``pong``) or a ticker delta with neither funding
     nor open interest."""
     frame = _frame(raw)
-    if not isinstance(frame, dict):
-        raise MalformedMessageError("not_object", f"frame is not a JSON object: {str(raw)[:120]!r}")
     if "op" in frame:
         if frame.get("success") is False:
             raise MalformedMessageError("refused", f"{frame.get('op')}: {frame.get('ret_msg')}")
