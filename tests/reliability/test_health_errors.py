@@ -44,7 +44,12 @@ def test_last_error_is_cleared_once_the_writer_is_ok_again(loop_thread: LoopThre
             status, data = loop_thread.call(lambda: collector._health(1.0)["writer"])
             assert status == "ok"
             assert data["last_error"] is None
-            assert data["previous_error"] == down[1]["last_error"]
+            # the outage's last error: each retry during the outage may word it differently ("server closed the
+            # connection unexpectedly", then "connection to server ... failed: ..."), so the one sampled above may
+            # not be the last one; it is the same kind of error, kept, and no longer the current one
+            kind = down[1]["last_error"].split(")")[0] + ")"
+            assert kind == "(psycopg2.OperationalError)"
+            assert data["previous_error"].startswith(kind) and "server" in data["previous_error"]
         finally:
             async def close() -> None:
                 stop.set()
